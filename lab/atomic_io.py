@@ -1,0 +1,62 @@
+"""Writes that are all-or-nothing, local or on `gs://` (etils.epath).
+
+A crash mid-write must never leave a half-written result.json or results table: readers
+either see the old file or the new one. Locally that is write-to-temp + `os.replace`
+(atomic on POSIX); on object stores a single object upload is atomic already.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    return "://" in str(path)
+
+
+def as_path(path: str | os.PathLike):
+    """A pathlib.Path locally, an etils epath.Path for URLs such as gs://bucket/dir."""
+    if is_remote(path):
+        from etils import epath
+
+        return epath.Path(str(path))
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    if is_remote(path):
+        as_path(path).write_text(text)
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(as_path(path).read_text())
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars and arrays, tuples, paths: what metrics and configs contain."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -1,0 +1,65 @@
+"""Orbax checkpoints of a run: the train state plus the host-side state it needs to resume.
+
+One checkpoint = the sharded `TrainState` (`ocp.args.StandardSave`) and a JSON item with the
+data stream's position, the RNG and the counters (`ocp.args.JsonSave`). Saves are async
+(the device keeps training while orbax writes); orbax commits a step atomically, so a run
+killed mid-save restarts from the previous complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+# orbax logs every save at INFO through absl; a sweep of hundreds of runs does not need that.
+logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+class RunCheckpoints:
+    """A CheckpointManager bound to one run directory's `checkpoints/` folder."""
+
+    def __init__(self, directory: str | Path, *, max_to_keep: int = 2) -> None:
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep,
+            enable_async_checkpointing=True,
+            create=True,
+        )
+        self.manager = ocp.CheckpointManager(Path(directory).absolute(), options=options)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: Any, host_state: dict[str, Any], *, force: bool = False):
+        """Start an async save of `state` (device arrays) and `host_state` (JSON) at `step`."""
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                host=ocp.args.JsonSave(host_state),
+            ),
+            force=force,
+        )
+
+    def restore(self, state_like: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
+        """Restore onto the shardings and dtypes of `state_like` (a live or abstract state)."""
+        step = self.latest_step() if step is None else step
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_like)
+        restored = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract),
+                host=ocp.args.JsonRestore(),
+            ),
+        )
+        return restored["state"], dict(restored["host"])
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

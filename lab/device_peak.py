@@ -1,0 +1,82 @@
+"""The device's peak FLOP/s: the denominator of MFU.
+
+On GPU/TPU the datasheet dense peak is the standard denominator. On CPU there is no
+datasheet number worth trusting, so the peak is *measured* (best jnp.dot throughput on
+large square matrices) and cached per (device kind, dtype, cores, XLA flags), so every run
+of a sweep divides by the same number without paying for the measurement again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+# Dense peak FLOP/s per chip from vendor datasheets (no sparsity).
+DATASHEET_PEAK_FLOPS: dict[str, dict[str, float]] = {
+    "H100": {"bfloat16": 989e12, "float32": 67e12},  # SXM; tf32 tensor core would be 494e12
+    "H200": {"bfloat16": 989e12, "float32": 67e12},
+    "A100": {"bfloat16": 312e12, "float32": 19.5e12},
+    "TPU v4": {"bfloat16": 275e12, "float32": 275e12 / 2},
+    "TPU v5 lite": {"bfloat16": 197e12, "float32": 197e12 / 2},
+    "TPU v5e": {"bfloat16": 197e12, "float32": 197e12 / 2},
+    "TPU v5p": {"bfloat16": 459e12, "float32": 459e12 / 2},
+    "TPU v6 lite": {"bfloat16": 918e12, "float32": 918e12 / 2},
+}
+
+
+def datasheet_peak(device_kind: str, dtype: str = "bfloat16") -> float | None:
+    """Datasheet peak for a jax `device_kind` string, or None when unknown (e.g. CPU)."""
+    for name, peaks in DATASHEET_PEAK_FLOPS.items():
+        if name.lower() in device_kind.lower():
+            return peaks.get(dtype)
+    return None
+
+
+def measure_matmul_peak(dtype: str = "float32", size: int = 1024, repeats: int = 10) -> float:
+    """Best achieved FLOP/s of one jitted square matmul on the default device."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((size, size), dtype)
+    b = jnp.ones((size, size), dtype)
+    matmul = jax.jit(jnp.dot)
+    matmul(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def _cache_file() -> Path:
+    root = os.environ.get("SCALING_LAB_CACHE", os.path.expanduser("~/.cache/scaling-lab"))
+    return Path(root) / "device_peak.json"
+
+
+def device_peak_flops(dtype: str = "float32") -> tuple[float, str]:
+    """(peak FLOP/s of one device, where the number comes from: 'datasheet' or 'measured')."""
+    import jax
+
+    device = jax.devices()[0]
+    listed = datasheet_peak(device.device_kind, dtype)
+    if listed is not None and device.platform != "cpu":
+        return listed, "datasheet"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    key = f"{device.device_kind}|{dtype}|cores={cores}|{os.environ.get('XLA_FLAGS', '')}"
+    cache = _cache_file()
+    try:
+        table = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        table = {}
+    if key not in table:
+        table[key] = measure_matmul_peak(dtype)
+        from lab.atomic_io import write_json_atomic
+
+        try:
+            write_json_atomic(cache, table)
+        except OSError:
+            pass  # a read-only home is no reason to fail a run
+    return float(table[key]), "measured"

@@ -1,0 +1,68 @@
+"""What a result needs to be trusted later: code version, config, data, software, hardware."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_commit() -> str:
+    """HEAD of the checkout the lab runs from, suffixed `-dirty` when tracked files changed."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(_REPO_ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(_REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def collect(
+    *, config_hash: str, corpus_fingerprint: str, mesh_shape: dict[str, int], seed: int
+) -> dict[str, Any]:
+    import jax
+
+    device = jax.devices()[0]
+    return {
+        "git_commit": git_commit(),
+        "config_hash": config_hash,
+        "corpus_fingerprint": corpus_fingerprint,
+        "versions": package_versions(),
+        "python": platform.python_version(),
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "process_count": jax.process_count(),
+        "mesh": mesh_shape,
+        "seed": seed,
+        "host": socket.gethostname(),
+        "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
