@@ -61,7 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "One run over several processes (hosts): start the same command on every host with its "
         "own --process-id. On Cloud TPU VMs jax finds all of this itself; pass --distributed.",
     )
-    multi.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize()")
+    multi.add_argument(
+        "--distributed", action="store_true", help="call jax.distributed.initialize()"
+    )
     multi.add_argument("--coordinator", help="HOST:PORT of process 0")
     multi.add_argument("--num-processes", type=int)
     multi.add_argument("--process-id", type=int)

@@ -8,6 +8,7 @@ of a sweep divides by the same number without paying for the measurement again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -75,8 +76,6 @@ def device_peak_flops(dtype: str = "float32") -> tuple[float, str]:
         table[key] = measure_matmul_peak(dtype)
         from lab.atomic_io import write_json_atomic
 
-        try:
+        with contextlib.suppress(OSError):  # a read-only home is no reason to fail a run
             write_json_atomic(cache, table)
-        except OSError:
-            pass  # a read-only home is no reason to fail a run
     return float(table[key]), "measured"

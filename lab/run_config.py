@@ -24,7 +24,7 @@ from lab.errors import ConfigError
 def default_eval_fractions(count: int = 10, first: float = 0.02) -> tuple[float, ...]:
     """Log-spaced FLOP fractions ending at 1.0: the training-curve points Approach 1 uses."""
     ratio = (1.0 / first) ** (1.0 / (count - 1))
-    return tuple(round(first * ratio**i, 6) for i in range(count - 1)) + (1.0,)
+    return (*(round(first * ratio**i, 6) for i in range(count - 1)), 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,9 +54,9 @@ class RunConfig:
 
     model: ModelConfig
     num_tokens: int
-    optimizer: OptimizerConfig = OptimizerConfig()
-    mesh: MeshConfig = MeshConfig()
-    data: DataConfig = DataConfig()
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
     batch_size: int = 8
     seed: int = 0
     steps_per_call: int = 1

@@ -1,5 +1,6 @@
 """RunConfig: validation, eval points, overrides, hashing; and the chunking rule of the loop."""
 
+import itertools
 import json
 
 import pytest
@@ -21,7 +22,7 @@ MODEL = ModelConfig(n_layers=1, d_model=16, n_heads=2, d_ff=64, vocab_size=260, 
 def test_default_eval_fractions_are_log_spaced_and_end_at_one():
     fractions = default_eval_fractions(10, first=0.02)
     assert len(fractions) == 10 and fractions[0] == 0.02 and fractions[-1] == 1.0
-    ratios = [b / a for a, b in zip(fractions, fractions[1:], strict=False)]
+    ratios = [b / a for a, b in itertools.pairwise(fractions)]
     assert max(ratios) == pytest.approx(min(ratios), rel=1e-3)
 
 
@@ -68,7 +69,7 @@ def test_lr_rule_scales_with_model_size_and_is_recorded():
 def test_toml_with_overrides_and_shape_rule(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text(
-        'num_tokens = 2048\nbatch_size = 4\n[model]\nparams = 3e4\nvocab_size = 260\nctx = 16\n'
+        "num_tokens = 2048\nbatch_size = 4\n[model]\nparams = 3e4\nvocab_size = 260\nctx = 16\n"
         '[optimizer]\npeak_lr = 1e-3\n[data]\ncorpus = "synthetic"\n'
     )
     config = load_run_config(path, ["optimizer.peak_lr=2e-3", "seed=7", "data.eval_seed=3"])

@@ -1,0 +1,109 @@
+"""Parameter and FLOP counts of a `ModelConfig`, analytic and exact, in one place.
+
+No JAX here: the sweep solver, `scaling-lab info` and the MFU meter all use these formulas.
+`param_specs` lists every parameter of `lab.model.Transformer` (path, shape, logical axes);
+a test checks it against the initialised pytree leaf by leaf, so the counts are exact.
+
+Conventions
+- Total parameters: every leaf (Chinchilla). Non-embedding: without the token and position
+  embeddings and the untied unembedding (Kaplan et al. 2020, who exclude embedding matrices).
+- Training FLOPs per token = 3 x forward (backward = 2 x forward). The detailed count follows
+  Chinchilla Appendix F / MaxText: QKV, attention scores and values, output projection, MLP,
+  unembedding; matmuls only (embedding lookup, norms, softmax, activations are not counted).
+  "full" counts T keys per query (what a masked T x T implementation executes); "causal" counts
+  (T + 1) / 2 keys per query on average, the useful work of causal attention, used for MFU.
+  (MaxText halves attention as "causal"; Levanter and nanoGPT count the full T x T, so their
+  MFUs are higher for the same speed.)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lab.config import ModelConfig
+
+ParamSpec = tuple[tuple[int, ...], tuple[str | None, ...]]
+
+EMBEDDING_PATHS = (("embed", "embedding"), ("pos_embed", "embedding"), ("lm_head", "kernel"))
+
+
+def param_specs(config: ModelConfig) -> dict[tuple[str, ...], ParamSpec]:
+    """Every parameter of the model: path -> (shape, logical axis names)."""
+    d, f, v = config.d_model, config.d_ff, config.vocab_size
+    specs: dict[tuple[str, ...], ParamSpec] = {("embed", "embedding"): ((v, d), ("vocab", "embed"))}
+    if config.position == "learned":
+        specs[("pos_embed", "embedding")] = ((config.ctx, d), (None, "embed"))
+    for i in range(config.n_layers):
+        b = f"block_{i}"
+        specs[(b, "attn_norm", "scale")] = ((d,), ("embed",))
+        specs[(b, "attn", "qkv")] = ((d, 3, d), ("embed", None, "heads"))
+        specs[(b, "attn", "out")] = ((d, d), ("heads", "embed"))
+        specs[(b, "mlp_norm", "scale")] = ((d,), ("embed",))
+        if config.mlp == "swiglu":
+            specs[(b, "mlp", "wi")] = ((d, 2, f), ("embed", None, "mlp"))
+        else:
+            specs[(b, "mlp", "wi")] = ((d, f), ("embed", "mlp"))
+        specs[(b, "mlp", "wo")] = ((f, d), ("mlp", "embed"))
+    specs[("final_norm", "scale")] = ((d,), ("embed",))
+    if not config.tied_embeddings:
+        specs[("lm_head", "kernel")] = ((d, v), ("embed", "vocab"))
+    return specs
+
+
+def num_params(config: ModelConfig) -> int:
+    """Total parameter count (Chinchilla's convention)."""
+    return sum(math.prod(shape) for shape, _ in param_specs(config).values())
+
+
+def num_embedding_params(config: ModelConfig) -> int:
+    """Token + position embeddings + untied unembedding."""
+    specs = param_specs(config)
+    return sum(math.prod(specs[p][0]) for p in EMBEDDING_PATHS if p in specs)
+
+
+def num_nonembedding_params(config: ModelConfig) -> int:
+    """Kaplan's N: everything but the embedding matrices (norm scales included)."""
+    return num_params(config) - num_embedding_params(config)
+
+
+def forward_flops_breakdown(config: ModelConfig, causal: bool = True) -> dict[str, float]:
+    """Forward matmul FLOPs per token by component (2 FLOPs per multiply-add), summed over layers."""
+    d, f, v, n_layers, t = (
+        config.d_model,
+        config.d_ff,
+        config.vocab_size,
+        config.n_layers,
+        config.ctx,
+    )
+    keys_per_query = (t + 1) / 2 if causal else float(t)
+    mlp_matrices = 3 if config.mlp == "swiglu" else 2
+    return {
+        "qkv": n_layers * 2.0 * d * 3 * d,
+        "attention_scores": n_layers * 2.0 * keys_per_query * d,
+        "attention_values": n_layers * 2.0 * keys_per_query * d,
+        "attention_out": n_layers * 2.0 * d * d,
+        "mlp": n_layers * 2.0 * mlp_matrices * d * f,
+        "unembedding": 2.0 * d * v,
+    }
+
+
+def flops_per_token(config: ModelConfig, convention: str = "causal") -> float:
+    """Training FLOPs per token: "6N", "6N_nonemb", "causal" (for MFU) or "full" (executed)."""
+    if convention == "6N":
+        return 6.0 * num_params(config)
+    if convention == "6N_nonemb":
+        return 6.0 * num_nonembedding_params(config)
+    if convention in ("causal", "full"):
+        return 3.0 * sum(forward_flops_breakdown(config, causal=convention == "causal").values())
+    from lab.errors import ConfigError
+
+    raise ConfigError(
+        f"unknown FLOPs convention {convention!r}; choose one of 6N, 6N_nonemb, causal, full"
+    )
+
+
+def tokens_for_budget(config: ModelConfig, flops: float, convention: str = "causal") -> float:
+    """Training tokens a budget of `flops` buys for this model under `convention`."""
+    return flops / flops_per_token(config, convention)

@@ -1,0 +1,116 @@
+"""`DataConfig`: which corpus, which tokenizer, which held-out split; plain data, no I/O.
+
+Corpus names:
+  stdlib                  Python standard library sources of the running interpreter (default)
+  synthetic               a seeded sparse Markov language with closed-form entropy rate
+  tfds:NAME[/CONFIG]      a prepared TFDS dataset in ArrayRecord format, read without TensorFlow
+  text:PATH[,PATH...]     local text files (globs ok), built once into a TFDS ArrayRecord dataset
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Self
+
+from lab.data.errors import DataError
+
+SYNTHETIC_DEFAULTS: dict[str, Any] = {
+    "states": 128,  # symbols of the language (vocabulary without specials)
+    "fanout": 16,  # successors per symbol (sparse transition rows)
+    "zipf": 1.0,  # row weights proportional to 1 / rank**zipf
+    "doc_len": 256,  # mean document length in tokens, EOS included (geometric)
+    "n_docs": 16384,  # documents generated (about n_docs * doc_len tokens)
+    "seed": 0,  # seed of the language (transition table) and of the sample
+}
+
+
+def default_data_dir() -> Path:
+    """$SCALING_LAB_DATA, else ~/.cache/scaling-lab: datasets, builds and token caches live here."""
+    env = os.environ.get("SCALING_LAB_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "scaling-lab"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which tokens a run trains and evaluates on; its dict goes into every run's provenance.
+
+    `eval_seed` fixes the held-out documents and must stay fixed across a sweep (independent
+    of the run seed) so that all runs are evaluated on the same text. `tfds_split` is the TFDS
+    split the documents come from (TFDS slicing syntax, e.g. "train[:10%]"); the held-out
+    documents are drawn from it, so eval and train never share a document.
+    """
+
+    corpus: str = "stdlib"
+    tokenizer: str = "byte"
+    eval_fraction: float = 0.02
+    eval_seed: int = 0
+    data_dir: str | None = None
+    max_epochs: float = 1.0
+    synthetic: dict | None = None
+    tfds_split: str = "train"
+
+    def __post_init__(self) -> None:
+        kind = self.corpus.split(":", 1)[0]
+        if self.corpus not in ("stdlib", "synthetic") and kind not in ("tfds", "text"):
+            raise DataError(
+                f"unknown corpus {self.corpus!r}; use 'stdlib', 'synthetic', "
+                "'tfds:NAME[/CONFIG]' or 'text:PATH[,PATH...]'"
+            )
+        if kind in ("tfds", "text") and not self.corpus.split(":", 1)[1].strip():
+            raise DataError(f"corpus {self.corpus!r} names nothing after '{kind}:'")
+        tokenizer_vocab(self.tokenizer)  # validates
+        if not (isinstance(self.eval_fraction, int | float) and 0 < self.eval_fraction < 0.5):
+            raise DataError(f"eval_fraction must be in (0, 0.5), got {self.eval_fraction!r}")
+        if isinstance(self.eval_seed, bool) or not isinstance(self.eval_seed, int):
+            raise DataError(f"eval_seed must be an integer, got {self.eval_seed!r}")
+        if not (isinstance(self.max_epochs, int | float) and math.isfinite(self.max_epochs)):
+            raise DataError(f"max_epochs must be a finite number, got {self.max_epochs!r}")
+        if self.max_epochs <= 0:
+            raise DataError(f"max_epochs must be > 0, got {self.max_epochs}")
+        if self.synthetic is not None:
+            unknown = set(self.synthetic) - set(SYNTHETIC_DEFAULTS)
+            if unknown:
+                raise DataError(
+                    f"unknown synthetic option(s) {sorted(unknown)}; known: {sorted(SYNTHETIC_DEFAULTS)}"
+                )
+            if self.corpus != "synthetic":
+                raise DataError("synthetic options given but corpus is not 'synthetic'")
+
+    @property
+    def root(self) -> Path:
+        """The data directory actually used."""
+        return Path(self.data_dir).expanduser() if self.data_dir else default_data_dir()
+
+    def synthetic_options(self) -> dict[str, Any]:
+        """Defaults overlaid with the user's synthetic options."""
+        return {**SYNTHETIC_DEFAULTS, **(self.synthetic or {})}
+
+    def __hash__(self) -> int:  # `synthetic` is a dict; hash the canonical JSON instead
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise DataError(f"unknown data config key(s) {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**d)
+
+
+def tokenizer_vocab(spec: str) -> int | None:
+    """Vocabulary size requested by a tokenizer spec (None for 'byte'); raises on a bad spec."""
+    if spec == "byte":
+        return None
+    kind, _, size = spec.partition(":")
+    if kind == "sentencepiece" and size.isdigit() and 300 <= int(size) <= 65_535:
+        return int(size)
+    raise DataError(
+        f"unknown tokenizer {spec!r}; use 'byte' or 'sentencepiece:VOCAB_SIZE' with 300 <= VOCAB_SIZE <= 65535 (uint16 ids), e.g. 4096"
+    )

@@ -1,0 +1,216 @@
+"""Decoder-only pre-norm transformer in flax.linen, applied as a pure function.
+
+    logits_BxTxV = Transformer(config).apply({"params": params}, tokens_BxT)   # f32
+
+No biases; RMSNorm (scale only); fused QKV as one [d, 3, d] matmul; RoPE or learned positions;
+GELU or SwiGLU; tied or untied embeddings. Params are fp32 and cast to `compute_dtype` at use;
+norms, softmax and logits run in fp32. Parameter names and shapes are listed, without JAX, by
+`lab.counting.param_specs` (a test keeps the two identical).
+
+Every parameter carries logical axis names (nn.with_logical_partitioning) and the main
+activations are constrained by name (batch, seq, embed, heads, kv, mlp, vocab) when the module
+is given `rules` (and a `mesh`); with the defaults it is a plain unsharded model.
+
+Kept in one place for later work: `init_stddevs` (every init scale; a muP switch changes only it
+and `Transformer.readout`), and `Attention.attend` (the core a KV-cache decode path reuses).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lab.config import ModelConfig
+
+Rules = tuple[tuple[str, Any], ...] | None
+
+
+def init_stddevs(config: ModelConfig) -> dict[str, float]:
+    """Normal init std of every parameter kind (fan-in scaling; residual outputs / sqrt(2L))."""
+    d, f = config.d_model, config.d_ff
+    residual = 1.0 / math.sqrt(2 * config.n_layers)
+    return {
+        "embed": 1.0 / math.sqrt(d),  # tied readout then gives unit-variance logits at init
+        "pos_embed": 1.0 / math.sqrt(d),
+        "qkv": 1.0 / math.sqrt(d),
+        "attn_out": residual / math.sqrt(d),
+        "mlp_in": 1.0 / math.sqrt(d),
+        "mlp_out": residual / math.sqrt(f),
+        "lm_head": 1.0 / math.sqrt(d),
+    }
+
+
+def _param(module: nn.Module, name: str, std: float, shape: tuple[int, ...], names: tuple) -> Any:
+    init = nn.with_logical_partitioning(nn.initializers.normal(stddev=std), names)
+    return module.param(name, init, shape, jnp.float32)
+
+
+class _Constrain:
+    """Activation sharding by logical names; a no-op without rules (unsharded reference)."""
+
+    rules: Rules
+    mesh: Any
+
+    def constrain(self, x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
+        if self.rules is None:
+            return x
+        return nn.with_logical_constraint(x, names, rules=self.rules, mesh=self.mesh)
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with a learned scale, computed in fp32."""
+
+    dtype: Any
+    eps: float = 1e-6
+
+    @nn.compact
+    def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+        init = nn.with_logical_partitioning(nn.initializers.ones, ("embed",))
+        scale = self.param("scale", init, (x_BxTxD.shape[-1],), jnp.float32)
+        x = x_BxTxD.astype(jnp.float32)
+        x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.eps)
+        return (x * scale).astype(self.dtype)
+
+
+def rope(x_BxTxHxK: jax.Array, base: float = 10000.0) -> jax.Array:
+    """Rotary position embedding (half-split / GPT-NeoX layout), angles in fp32."""
+    t, k = x_BxTxHxK.shape[1], x_BxTxHxK.shape[-1]
+    inv_freq = base ** (-jnp.arange(0, k, 2, dtype=jnp.float32) / k)
+    angles_TxK2 = jnp.arange(t, dtype=jnp.float32)[:, None] * inv_freq[None, :]
+    sin = jnp.sin(angles_TxK2)[None, :, None, :].astype(x_BxTxHxK.dtype)
+    cos = jnp.cos(angles_TxK2)[None, :, None, :].astype(x_BxTxHxK.dtype)
+    x1, x2 = jnp.split(x_BxTxHxK, 2, axis=-1)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+class Attention(nn.Module, _Constrain):
+    config: ModelConfig
+    rules: Rules = None
+    mesh: Any = None
+
+    @nn.compact
+    def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+        cfg, std = self.config, init_stddevs(self.config)
+        dtype = jnp.dtype(cfg.compute_dtype)
+        b, t, d = x_BxTxD.shape
+        h, k = cfg.n_heads, cfg.head_dim
+        w_qkv = _param(self, "qkv", std["qkv"], (d, 3, d), ("embed", None, "heads"))
+        qkv_BxTx3xD = jnp.einsum("btd,dse->btse", x_BxTxD, w_qkv.astype(dtype))
+        qkv_BxTx3xD = self.constrain(qkv_BxTx3xD, ("batch", "seq", None, "heads"))
+        q, key, v = (qkv_BxTx3xD[:, :, i].reshape(b, t, h, k) for i in range(3))
+        if cfg.position == "rope":
+            q, key = rope(q), rope(key)
+        out_BxTxHxK = self.attend(q, key, v)
+        out_BxTxD = out_BxTxHxK.reshape(b, t, d)
+        w_out = _param(self, "out", std["attn_out"], (d, d), ("heads", "embed"))
+        y_BxTxD = jnp.dot(out_BxTxD, w_out.astype(dtype))
+        return self.constrain(y_BxTxD, ("batch", "seq", "embed"))
+
+    def attend(self, q_BxTxHxK: jax.Array, k_BxSxHxK: jax.Array, v_BxSxHxK: jax.Array):
+        """Causal softmax attention; scores and softmax in fp32, queries aligned to the end."""
+        names = ("batch", "seq", "heads", "kv")
+        q_BxTxHxK = self.constrain(q_BxTxHxK, names)
+        k_BxSxHxK = self.constrain(k_BxSxHxK, names)
+        v_BxSxHxK = self.constrain(v_BxSxHxK, names)
+        t, s, k = q_BxTxHxK.shape[1], k_BxSxHxK.shape[1], q_BxTxHxK.shape[-1]
+        scores_BxHxTxS = jnp.einsum(
+            "bthk,bshk->bhts", q_BxTxHxK, k_BxSxHxK, preferred_element_type=jnp.float32
+        ) * (1.0 / math.sqrt(k))
+        causal_TxS = jnp.arange(t)[:, None] + (s - t) >= jnp.arange(s)[None, :]
+        scores_BxHxTxS = jnp.where(causal_TxS, scores_BxHxTxS, jnp.finfo(jnp.float32).min)
+        probs_BxHxTxS = jax.nn.softmax(scores_BxHxTxS, axis=-1).astype(v_BxSxHxK.dtype)
+        out_BxTxHxK = jnp.einsum("bhts,bshk->bthk", probs_BxHxTxS, v_BxSxHxK)
+        return self.constrain(out_BxTxHxK, names)
+
+
+class Mlp(nn.Module, _Constrain):
+    config: ModelConfig
+    rules: Rules = None
+    mesh: Any = None
+
+    @nn.compact
+    def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+        cfg, std = self.config, init_stddevs(self.config)
+        dtype = jnp.dtype(cfg.compute_dtype)
+        d, f = cfg.d_model, cfg.d_ff
+        names = ("batch", "seq", "mlp")
+        if cfg.mlp == "swiglu":
+            w_in = _param(self, "wi", std["mlp_in"], (d, 2, f), ("embed", None, "mlp"))
+            gate_up_BxTx2xF = jnp.einsum("btd,dgf->btgf", x_BxTxD, w_in.astype(dtype))
+            gate_up_BxTx2xF = self.constrain(gate_up_BxTx2xF, ("batch", "seq", None, "mlp"))
+            h_BxTxF = jax.nn.silu(gate_up_BxTx2xF[:, :, 0]) * gate_up_BxTx2xF[:, :, 1]
+        else:
+            w_in = _param(self, "wi", std["mlp_in"], (d, f), ("embed", "mlp"))
+            h_BxTxF = jax.nn.gelu(self.constrain(jnp.dot(x_BxTxD, w_in.astype(dtype)), names))
+        h_BxTxF = self.constrain(h_BxTxF, names)
+        w_out = _param(self, "wo", std["mlp_out"], (f, d), ("mlp", "embed"))
+        return self.constrain(jnp.dot(h_BxTxF, w_out.astype(dtype)), ("batch", "seq", "embed"))
+
+
+class Block(nn.Module):
+    config: ModelConfig
+    rules: Rules = None
+    mesh: Any = None
+
+    @nn.compact
+    def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+        dtype = jnp.dtype(self.config.compute_dtype)
+        kw = {"config": self.config, "rules": self.rules, "mesh": self.mesh}
+        x_BxTxD = x_BxTxD + Attention(**kw, name="attn")(RMSNorm(dtype, name="attn_norm")(x_BxTxD))
+        return x_BxTxD + Mlp(**kw, name="mlp")(RMSNorm(dtype, name="mlp_norm")(x_BxTxD))
+
+
+class Table(nn.Module):
+    """A bare parameter in its own scope (embeddings, untied unembedding)."""
+
+    param_name: str
+    shape: tuple[int, ...]
+    names: tuple[str | None, ...]
+    std: float
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        return _param(self, self.param_name, self.std, self.shape, self.names)
+
+
+class Transformer(nn.Module, _Constrain):
+    """tokens int[B, T] -> logits f32[B, T, vocab]; T <= config.ctx."""
+
+    config: ModelConfig
+    rules: Rules = None
+    mesh: Any = None
+
+    @nn.compact
+    def __call__(self, tokens_BxT: jax.Array) -> jax.Array:
+        cfg, std = self.config, init_stddevs(self.config)
+        dtype = jnp.dtype(cfg.compute_dtype)
+        v, d, t = cfg.vocab_size, cfg.d_model, tokens_BxT.shape[1]
+        embedding_VxD = Table("embedding", (v, d), ("vocab", "embed"), std["embed"], name="embed")()
+        x_BxTxD = jnp.take(embedding_VxD, tokens_BxT, axis=0).astype(dtype)
+        if cfg.position == "learned":
+            pos_CxD = Table(
+                "embedding", (cfg.ctx, d), (None, "embed"), std["pos_embed"], name="pos_embed"
+            )()
+            x_BxTxD = x_BxTxD + pos_CxD[None, :t].astype(dtype)
+        x_BxTxD = self.constrain(x_BxTxD, ("batch", "seq", "embed"))
+        for i in range(cfg.n_layers):
+            x_BxTxD = Block(cfg, self.rules, self.mesh, name=f"block_{i}")(x_BxTxD)
+            x_BxTxD = self.constrain(x_BxTxD, ("batch", "seq", "embed"))
+        x_BxTxD = RMSNorm(dtype, name="final_norm")(x_BxTxD)
+        return self.readout(x_BxTxD, embedding_VxD)
+
+    def readout(self, x_BxTxD: jax.Array, embedding_VxD: jax.Array) -> jax.Array:
+        """Unembedding to fp32 logits (tied: the embedding's transpose)."""
+        cfg = self.config
+        if cfg.tied_embeddings:
+            w_DxV = embedding_VxD.T
+        else:
+            shape, names = (cfg.d_model, cfg.vocab_size), ("embed", "vocab")
+            w_DxV = Table("kernel", shape, names, init_stddevs(cfg)["lm_head"], name="lm_head")()
+        w_DxV = w_DxV.astype(jnp.dtype(cfg.compute_dtype))
+        logits_BxTxV = jnp.dot(x_BxTxD, w_DxV, preferred_element_type=jnp.float32)
+        return self.constrain(logits_BxTxV, ("batch", "seq", "vocab"))

@@ -1,0 +1,168 @@
+"""Sharded initialisation, train step and eval step: pure jitted functions over a TrainState.
+
+    state, shardings = init_train_state(model, optimizer, mesh, rng)       # born sharded
+    train_step = make_train_step(model, optimizer, mesh, shardings, steps_per_call=k)
+    state, metrics = train_step(state, batch)    # batch int32 [B, ctx+1] or [k, B, ctx+1]
+
+Shardings come from the parameters' logical axis names and `LOGICAL_AXIS_RULES`; optimizer
+state leaves (Adam moments) take the sharding of the parameter they mirror. The state is
+donated, so a step updates it in place.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from lab.config import ModelConfig
+from lab.errors import ConfigError
+from lab.model import Rules, Transformer
+from lab.sharding import LOGICAL_AXIS_RULES, batch_sharding_for, replicated
+
+
+class TrainState(flax.struct.PyTreeNode):
+    """Everything a step changes: a plain pytree (checkpointable, donatable)."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def loss_fn(
+    params: Any, model: ModelConfig, batch: jax.Array, rules: Rules = None, mesh: Mesh | None = None
+) -> jax.Array:
+    """Mean next-token cross-entropy (fp32) of int32 batch [B, T+1]; unsharded without rules."""
+    sum_loss, num_tokens = _sum_loss(params, model, batch, rules, mesh)
+    return sum_loss / num_tokens
+
+
+def _sum_loss(params, model, batch_BxT1, rules, mesh) -> tuple[jax.Array, jax.Array]:
+    inputs_BxT, targets_BxT = batch_BxT1[:, :-1], batch_BxT1[:, 1:]
+    logits_BxTxV = Transformer(model, rules, mesh).apply({"params": params}, inputs_BxT)
+    log_z_BxT = jax.nn.logsumexp(logits_BxTxV, axis=-1)
+    target_logit_BxT = jnp.take_along_axis(logits_BxTxV, targets_BxT[..., None], axis=-1)[..., 0]
+    return jnp.sum(log_z_BxT - target_logit_BxT), jnp.asarray(targets_BxT.size, jnp.int32)
+
+
+def _abstract_params(model: ModelConfig) -> Any:
+    tokens = jax.ShapeDtypeStruct((1, model.ctx), jnp.int32)
+    return jax.eval_shape(Transformer(model).init, jax.random.key(0), tokens)["params"]
+
+
+def param_shardings(model: ModelConfig, mesh: Mesh) -> Any:
+    """NamedSharding of every parameter, from its logical axis names and the rules."""
+    specs = nn.get_partition_spec(_abstract_params(model))
+    return nn.logical_to_mesh_sharding(specs, mesh, LOGICAL_AXIS_RULES)
+
+
+def _key_names(path: tuple) -> tuple:
+    return tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", None))) for k in path)
+
+
+def _mirror_shardings(tree: Any, params_sharding: Any, params_shapes: Any, mesh: Mesh) -> Any:
+    """Sharding for each leaf of `tree` (e.g. opt state): a parameter's if it mirrors one."""
+    by_path: dict[tuple, tuple[NamedSharding, tuple[int, ...]]] = {}
+    for (path, sharding), shape in zip(
+        jax.tree_util.tree_leaves_with_path(params_sharding),
+        jax.tree_util.tree_leaves(params_shapes),
+        strict=True,
+    ):
+        by_path[_key_names(path)] = (sharding, tuple(shape.shape))
+
+    def pick(path: tuple, leaf: Any) -> NamedSharding:
+        names = _key_names(path)
+        for start in range(len(names)):
+            hit = by_path.get(names[start:])
+            if hit and hit[1] == tuple(leaf.shape):
+                return hit[0]
+        return NamedSharding(mesh, PartitionSpec())
+
+    return jax.tree_util.tree_map_with_path(pick, tree)
+
+
+def init_train_state(
+    model: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh, rng: jax.Array
+) -> tuple[TrainState, Any]:
+    """(state created directly sharded on `mesh`, the state's shardings pytree)."""
+
+    def init(rng: jax.Array) -> TrainState:
+        tokens = jnp.zeros((1, model.ctx), jnp.int32)
+        params = nn.meta.unbox(Transformer(model).init(rng, tokens)["params"])
+        return TrainState(
+            step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params)
+        )
+
+    abstract = jax.eval_shape(init, rng)
+    p_shardings = param_shardings(model, mesh)
+    shardings = TrainState(
+        step=replicated(mesh),
+        params=p_shardings,
+        opt_state=_mirror_shardings(abstract.opt_state, p_shardings, abstract.params, mesh),
+    )
+    state = jax.jit(init, out_shardings=shardings)(rng)
+    return state, shardings
+
+
+def make_train_step(
+    model: ModelConfig,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    state_shardings: Any,
+    steps_per_call: int = 1,
+):
+    """Jitted (state, batch) -> (state, {"loss": f32[k], "grad_norm": f32[k]}), state donated.
+
+    batch: int32 [B, ctx+1] for steps_per_call == 1, else [steps_per_call, B, ctx+1], scanned.
+    grad_norm is the global norm before clipping.
+    """
+    if isinstance(steps_per_call, bool) or not isinstance(steps_per_call, int):
+        raise ConfigError(f"steps_per_call must be an int >= 1, got {steps_per_call!r}")
+    if steps_per_call < 1:
+        raise ConfigError(f"steps_per_call must be >= 1, got {steps_per_call}")
+    grad_fn = jax.value_and_grad(
+        functools.partial(loss_fn, model=model, rules=LOGICAL_AXIS_RULES, mesh=mesh)
+    )
+
+    def one_step(state: TrainState, batch_BxT1: jax.Array) -> tuple[TrainState, tuple]:
+        loss, grads = grad_fn(state.params, batch=batch_BxT1)
+        grad_norm = optax.tree.norm(grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        return new_state, (loss, grad_norm)
+
+    def step(state: TrainState, batch: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+        if steps_per_call == 1:
+            state, (loss, grad_norm) = one_step(state, batch)
+            loss, grad_norm = loss[None], grad_norm[None]
+        else:
+            state, (loss, grad_norm) = jax.lax.scan(one_step, state, batch)
+        return state, {"loss": loss, "grad_norm": grad_norm}
+
+    batch_ndim = 2 if steps_per_call == 1 else 3
+    return jax.jit(
+        step,
+        in_shardings=(state_shardings, batch_sharding_for(mesh, batch_ndim)),
+        out_shardings=(state_shardings, replicated(mesh)),
+        donate_argnums=0,
+    )
+
+
+def make_eval_step(model: ModelConfig, mesh: Mesh, state_shardings: Any):
+    """Jitted (params, batch [B, ctx+1]) -> (sum of token losses f32, token count i32)."""
+
+    def eval_step(params: Any, batch_BxT1: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return _sum_loss(params, model, batch_BxT1, LOGICAL_AXIS_RULES, mesh)
+
+    return jax.jit(
+        eval_step,
+        in_shardings=(state_shardings.params, batch_sharding_for(mesh, 2)),
+        out_shardings=(replicated(mesh), replicated(mesh)),
+    )
