@@ -1,0 +1,330 @@
+"""`scaling-lab fit | report | plan`: the analysis side of the console script.
+
+`experiments.cli` calls `register(subparsers)`; nothing here imports JAX, so these commands
+run on a laptop with only numpy, scipy, pandas and matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+from analysis.conventions import FLOP_CONVENTIONS, PARAM_CONVENTIONS, Conventions
+from analysis.errors import AnalysisError
+from analysis.examples import EXAMPLES
+
+RAW = argparse.RawDescriptionHelpFormatter
+
+FIT_HELP = """\
+Fit scaling laws to a results table and print them.
+
+SOURCE is a sweep directory (results.csv, and curves.csv for Approach 1) or any CSV with
+columns for N, D and/or C, and loss (matched case-insensitively; aliases such as params,
+tokens, flops, "Model Size", "Training FLOP" work). D is derived from C = 6ND when absent.
+Fits: the loss-vs-compute frontier; Approach 1 (envelope of training curves); Approach 2
+(IsoFLOP parabolas); Approach 3 (L(N,D) = E + A/N^alpha + B/D^beta, Huber on log
+residuals); Kaplan-style L(N), L(D). Every interval is a seeded percentile bootstrap over
+runs. The parameter and FLOP conventions are explicit and appear in every output."""
+
+FIT_EPILOG = """\
+examples:
+  scaling-lab fit --example chinchilla --approach 3
+  scaling-lab fit runs/demo --json --at 1e21,5.88e23 > fit.json
+  scaling-lab fit --example misfitting --approach 1 --params nonemb
+  scaling-lab fit my.csv --n "Model Size" --c "Training FLOP" --loss loss
+  scaling-lab fit runs/demo --holdout-largest"""
+
+REPORT_HELP = """\
+Write a report of every fit: one self-contained HTML page (figures embedded) and a
+Markdown file with the tables, conventions, warnings and provenance, plus each figure
+as PNG and SVG under REPORT_DIR/figures."""
+
+REPORT_EPILOG = """\
+examples:
+  scaling-lab report runs/demo --out runs/demo/report
+  scaling-lab report --example chinchilla --out /tmp/chinchilla-report"""
+
+PLAN_HELP = """\
+Answer the planning question: for a compute budget, the compute-optimal model size N,
+tokens D, tokens per parameter and predicted loss, with intervals when the fit carries
+bootstrap samples. Give the budget as FLOPs, PF-days (1 PF-day = 8.64e19 FLOPs), or
+accelerator-hours x peak FLOP/s x MFU. With --inference-tokens T, also the allocation
+minimising training + inference FLOPs (6ND + 2NT) for the same loss (Sardana et al. 2024)."""
+
+PLAN_EPILOG = """\
+examples:
+  scaling-lab plan --budget 1e22
+  scaling-lab plan --pf-days 100 --use hoffmann
+  scaling-lab plan --accelerator-hours 5000 --peak 989e12 --mfu 0.4 --fit fit.json
+  scaling-lab plan --budget 5.88e23 --inference-tokens 2e12 --json"""
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", nargs="?", help="sweep directory or CSV file")
+    p.add_argument(
+        "--example", choices=sorted(EXAMPLES), help="use a shipped data set instead of SOURCE"
+    )
+    p.add_argument(
+        "--params",
+        choices=PARAM_CONVENTIONS,
+        default="total",
+        help="parameter convention (default total)",
+    )
+    p.add_argument(
+        "--flops", choices=FLOP_CONVENTIONS, default="6ND", help="FLOP convention (default 6ND)"
+    )
+    for col in ("n", "d", "c", "loss", "budget"):
+        p.add_argument(
+            f"--{col}",
+            dest=f"col_{col}",
+            metavar="COLUMN",
+            help=f"column holding {col.upper() if col in 'ndc' else col}",
+        )
+    p.add_argument(
+        "--run-cols", help="comma-separated columns that together identify a run (curves)"
+    )
+    p.add_argument(
+        "--include-tuning", action="store_true", help="keep LR-tuning runs (tuning=true)"
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="R",
+        help="resamples for Approaches 1, 2 (default 1000)",
+    )
+    p.add_argument(
+        "--bootstrap-a3",
+        type=int,
+        default=4000,
+        metavar="R",
+        help="resamples for Approach 3 (default 4000)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument(
+        "--k-nearest",
+        type=int,
+        metavar="K",
+        help="Approach 2: fit each parabola to the K sizes nearest its minimum",
+    )
+    p.add_argument(
+        "--include-edge",
+        action="store_true",
+        help="Approach 2: keep minima at the edge in the frontier fit",
+    )
+    p.add_argument(
+        "--at", default="1e21,5.88e23", help="budgets for tokens/param (default 1e21,5.88e23)"
+    )
+    p.add_argument(
+        "--holdout-largest",
+        action="store_true",
+        help="fit all but the largest budget, predict it, compare",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add fit, report and plan to the `scaling-lab` dispatcher."""
+    fit = subparsers.add_parser(
+        "fit",
+        help="fit scaling laws to a results table",
+        description=FIT_HELP,
+        epilog=FIT_EPILOG,
+        formatter_class=RAW,
+    )
+    _source_args(fit)
+    fit.add_argument(
+        "--approach", choices=["1", "2", "3", "all"], default="all", help="which fits (default all)"
+    )
+    fit.add_argument(
+        "--json", action="store_true", help="print one JSON document (one object per approach)"
+    )
+    fit.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="also write the JSON document to this file (for plan --fit)",
+    )
+    fit.set_defaults(func=fit_command)
+    rep = subparsers.add_parser(
+        "report",
+        help="HTML + Markdown report with plots",
+        description=REPORT_HELP,
+        epilog=REPORT_EPILOG,
+        formatter_class=RAW,
+    )
+    _source_args(rep)
+    rep.add_argument(
+        "--out", type=Path, required=True, metavar="REPORT_DIR", help="output directory"
+    )
+    rep.set_defaults(func=report_command)
+    plan = subparsers.add_parser(
+        "plan",
+        help="compute-optimal N and D for a budget",
+        description=PLAN_HELP,
+        epilog=PLAN_EPILOG,
+        formatter_class=RAW,
+    )
+    plan.add_argument("--budget", type=float, help="budget in FLOPs")
+    plan.add_argument("--pf-days", type=float, help="budget in PF-days")
+    plan.add_argument(
+        "--accelerator-hours", type=float, help="accelerator-hours (with --peak, --mfu)"
+    )
+    plan.add_argument(
+        "--peak", type=float, help="peak FLOP/s of one accelerator (e.g. 989e12, H100 bf16 dense)"
+    )
+    plan.add_argument("--mfu", type=float, help="model FLOPs utilisation, 0..1")
+    src = plan.add_mutually_exclusive_group()
+    src.add_argument(
+        "--use", choices=["hoffmann", "besiroglu"], help="a published fit (default besiroglu)"
+    )
+    src.add_argument("--fit", type=Path, metavar="FILE", help="the JSON written by `fit --json`")
+    plan.add_argument(
+        "--inference-tokens",
+        type=float,
+        metavar="T",
+        help="expected inference tokens (Sardana et al. 2024)",
+    )
+    plan.add_argument("--json", action="store_true", help="print JSON")
+    plan.set_defaults(func=plan_command)
+
+
+def _load(args: argparse.Namespace):
+    from analysis.loading import load
+
+    conv = Conventions(args.params, args.flops)
+    if args.example:
+        return load(f"example:{args.example}", conv)
+    if not args.source:
+        raise AnalysisError("give SOURCE (a sweep directory or CSV) or --example NAME")
+    mapping = {
+        k.upper() if k in "ndc" else k: v
+        for k in ("n", "d", "c", "loss", "budget")
+        if (v := getattr(args, f"col_{k}"))
+    }
+    run_cols = args.run_cols.split(",") if args.run_cols else None
+    return load(args.source, conv, mapping, run_cols, args.include_tuning)
+
+
+def _analyse(args: argparse.Namespace, approaches: tuple[str, ...]):
+    from analysis.holdout import holdout_largest
+    from analysis.pipeline import run_fits
+
+    try:
+        at = tuple(float(x) for x in args.at.split(",") if x.strip())
+    except ValueError as e:
+        raise AnalysisError(
+            f"--at takes comma-separated FLOP budgets, e.g. 1e21,5.88e23 ({e})"
+        ) from e
+    ds = _load(args)
+    an = run_fits(
+        ds,
+        approaches,
+        args.bootstrap,
+        args.bootstrap_a3,
+        args.seed,
+        args.k_nearest,
+        args.include_edge,
+        at,
+    )
+    hold = holdout_largest(ds.points, args.k_nearest) if args.holdout_largest else None
+    return an, hold
+
+
+def _guard(handler):
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except AnalysisError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+
+    run.__doc__ = handler.__doc__
+    return run
+
+
+def _print_tables(tabs) -> None:
+    for title, header, rows in tabs:
+        widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+        print(f"\n{title}")
+        print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+        for r in rows:
+            print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
+@_guard
+def fit_command(args: argparse.Namespace) -> int:
+    """Fit, then print tables or one JSON document."""
+    from analysis.pipeline import clean, fit_document
+    from analysis.report import tables
+
+    approaches = ("1", "2", "3") if args.approach == "all" else (args.approach,)
+    an, hold = _analyse(args, approaches)
+    doc = fit_document(an)
+    if hold is not None:
+        doc["holdout_largest"] = clean(hold)
+    if args.output:
+        args.output.write_text(json.dumps(doc, indent=1))
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    else:
+        _print_tables(tables(an, hold))
+    return 0
+
+
+@_guard
+def report_command(args: argparse.Namespace) -> int:
+    """Fit everything and write report.html, report.md and figures."""
+    from analysis.report import write_report
+
+    an, hold = _analyse(args, ("1", "2", "3"))
+    paths = write_report(an, args.out, hold)
+    print(f"wrote {paths['html']} and {paths['markdown']} (figures in {paths['figures']})")
+    return 0
+
+
+@_guard
+def plan_command(args: argparse.Namespace) -> int:
+    """Budget -> compute-optimal N, D, tokens/param, loss (+ inference-aware allocation)."""
+    from analysis.pipeline import clean
+    from analysis.plan_sources import plan_source
+    from analysis.planner import budget_from, plan
+
+    C = budget_from(args.budget, args.pf_days, args.accelerator_hours, args.peak, args.mfu)
+    label, params, samples = plan_source(args.use, args.fit)
+    result = clean(plan(C, params, samples, args.inference_tokens))
+    result["fit"] = label
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(
+        textwrap.dedent(f"""\
+        budget       {C:.4g} FLOPs ({result["pf_days"]:.4g} PF-days)
+        fit          {label}""")
+    )
+    ci = result.get("ci", {})
+    for key, name in (
+        ("N_opt", "N_opt"),
+        ("D_opt", "D_opt"),
+        ("tokens_per_param", "tokens/param"),
+        ("loss", "loss"),
+    ):
+        iv = ci.get(key)
+        print(
+            f"{name:<12} {result[key]:.4g}"
+            + (f"   95% CI [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "")
+        )
+    if not ci:
+        print("(no interval: a published point estimate carries no bootstrap samples)")
+    inf = result.get("inference")
+    if inf:
+        print(f"\nwith {inf['inference_tokens']:.4g} inference tokens (Sardana et al. 2024):")
+        print(
+            f"N            {inf['N']:.4g}\nD            {inf['D']:.4g}\ntokens/param {inf['tokens_per_param']:.4g}"
+        )
+        print(
+            f"total FLOPs  {inf['total_flops']:.4g} vs {inf['chinchilla_total_flops']:.4g} Chinchilla-optimal ({100 * inf['saving']:.1f}% less)"
+        )
+    return 0

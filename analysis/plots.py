@@ -1,0 +1,241 @@
+"""The report's figures (matplotlib, PNG and SVG). Figures are built with `Figure` directly,
+not pyplot, so no GUI backend is ever touched (Agg renders them) and nothing global changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+from analysis.approach2 import budget_groups
+from analysis.approach3 import compute_optimal
+from analysis.pipeline import Analysis
+from analysis.reference import TOKENS_PER_PARAM_RULE, get_reference, reference_optimal
+
+REFERENCE_LINES = (
+    ("hoffmann2022_approach3", "tab:red", "--"),
+    ("besiroglu2024", "tab:purple", "-."),
+    ("chinchilla_rule", "black", ":"),
+)
+
+
+def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
+    """Write NAME.png and NAME.svg; returns both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
+    fig.savefig(paths[0], dpi=120, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    return paths
+
+
+def _c_grid(an: Analysis, pad: float = 0.3) -> np.ndarray:
+    c = an.dataset.points["C"]
+    return np.logspace(np.log10(c.min()) - pad, np.log10(max(c.max(), *an.at)) + pad, 100)
+
+
+def loss_vs_compute(an: Analysis) -> Figure:
+    """Training curves (coloured by N), final losses, and the fitted frontier L(C)."""
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    pts, norm = (
+        an.dataset.points,
+        LogNorm(an.dataset.points["N"].min(), an.dataset.points["N"].max()),
+    )
+    cmap = colormaps["viridis"]
+    if an.dataset.curves is not None:
+        for _, g in an.dataset.curves.groupby("run_id"):
+            ax.plot(g["C"], g["loss"], color=cmap(norm(g["N"].iloc[0])), lw=0.6, alpha=0.5)
+    sc = ax.scatter(pts["C"], pts["loss"], c=pts["N"], norm=norm, cmap=cmap, s=14, zorder=3)
+    fig.colorbar(sc, ax=ax, label="N (parameters)")
+    if an.frontier is not None:
+        grid = np.logspace(np.log10(pts["C"].min()), np.log10(pts["C"].max()) + 0.5, 100)
+        fr = an.frontier
+        ax.plot(
+            fr.points["budget"],
+            fr.points["loss"],
+            "k*",
+            ms=9,
+            label="best loss per budget",
+            zorder=4,
+        )
+        ax.plot(grid, fr.plain(grid), "k:", label=f"L = k C^{fr.plain_exponent:.3f}")
+        if fr.saturating is not None:
+            s = fr.saturating
+            ax.plot(
+                grid, s(grid), "k-", lw=1.5, label=f"L = {s.E:.2f} + ({s.C0:.2g}/C)^{s.gamma:.3f}"
+            )
+    ax.set(
+        xscale="log",
+        xlabel=f"C (FLOPs, {an.dataset.conventions.flops})",
+        ylabel="loss (nats/token)",
+    )
+    ax.set_title("Loss vs compute")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def isoflop(an: Analysis) -> Figure:
+    """Loss against N at each budget, the fitted parabolas and their minima (hollow: at edge)."""
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    pts = an.dataset.points
+    budgets = budget_groups(pts)
+    uniq = np.unique(budgets)
+    cmap, norm = colormaps["plasma"], LogNorm(uniq.min(), uniq.max() * 1.0001)
+    for C_b in uniq:
+        g = pts.loc[budgets == C_b]
+        ax.scatter(g["N"], g["loss"], color=cmap(norm(C_b)), s=14)
+    if an.approach2 is not None:
+        for r in an.approach2.budgets.itertuples():
+            x = np.linspace(np.log(r.N_min_sampled), np.log(r.N_max_sampled), 60)
+            c0, c1, c2 = r.coef_logN
+            color = cmap(norm(r.budget))
+            ax.plot(np.exp(x), c0 + c1 * x + c2 * x**2, color=color, lw=1, label=f"{r.budget:.2g}")
+            if np.isfinite(r.N_opt):
+                ax.plot(
+                    r.N_opt,
+                    r.loss_opt,
+                    "o",
+                    color=color,
+                    mfc="none" if r.edge else color,
+                    ms=8,
+                    mec="k",
+                )
+    ax.set(xscale="log", xlabel=f"N ({an.dataset.conventions.params} parameters)", ylabel="loss")
+    ax.set_title("IsoFLOP profiles (hollow minimum: at the edge, not in the frontier fit)")
+    ax.legend(title="budget C", fontsize=7, ncols=2)
+    return fig
+
+
+def _band(an: Analysis, grid: np.ndarray) -> tuple | None:
+    a3 = an.approach3
+    if a3 is None or a3.samples is None:
+        return None
+    s = a3.samples[:1000]
+    n, d = compute_optimal(s[:, None, :], grid[None, :])
+    return tuple(np.percentile(v, [2.5, 97.5], axis=0) for v in (n, d))
+
+
+def optimal_allocation(an: Analysis) -> Figure:
+    """N_opt(C) and D_opt(C): the lab's fits with a 95% band, and Chinchilla's lines."""
+    fig = Figure(figsize=(11, 4.5))
+    axes = fig.subplots(1, 2)
+    grid = _c_grid(an)
+    band = _band(an, grid)
+    for k, (ax, what) in enumerate(zip(axes, ("N", "D"), strict=True)):
+        if an.approach3 is not None:
+            ax.plot(grid, an.approach3.optimal(grid)[k], "tab:blue", label="lab: Approach 3")
+            if band is not None:
+                ax.fill_between(
+                    grid, *band[k], color="tab:blue", alpha=0.2, label="Approach 3, 95% bootstrap"
+                )
+        if an.approach2 is not None:
+            f = an.approach2
+            ax.plot(
+                grid,
+                (f.n_opt if k == 0 else f.d_opt)(grid),
+                "tab:green",
+                label=f"lab: Approach 2 (a={f.a:.3f}, b={f.b:.3f})",
+            )
+            clean = f.budgets.loc[f.budgets["in_frontier"]]
+            ax.plot(
+                clean["budget"],
+                clean[f"{what}_opt"],
+                "o",
+                color="tab:green",
+                label="IsoFLOP minima",
+            )
+        if an.approach1 is not None:
+            f1 = an.approach1
+            ax.plot(
+                grid,
+                (f1.n_opt if k == 0 else f1.d_opt)(grid),
+                "tab:orange",
+                label=f"lab: Approach 1 (a={f1.a:.3f})",
+            )
+        for key, color, ls in REFERENCE_LINES:
+            ax.plot(
+                grid,
+                reference_optimal(key, grid)[k],
+                color=color,
+                ls=ls,
+                lw=1,
+                label=get_reference(key)["label"],
+            )
+        ax.set(xscale="log", yscale="log", xlabel="C (FLOPs)", ylabel=f"{what}_opt")
+        ax.set_title(f"Compute-optimal {'model size' if k == 0 else 'tokens'}")
+    axes[0].legend(fontsize=7)
+    return fig
+
+
+def tokens_per_param(an: Analysis) -> Figure:
+    """D_opt / N_opt against C, with 20 tokens per parameter marked."""
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    grid = _c_grid(an)
+    band = _band(an, grid)
+    if an.approach3 is not None:
+        n, d = an.approach3.optimal(grid)
+        ax.plot(grid, d / n, "tab:blue", label="lab: Approach 3")
+        if band is not None and an.approach3.samples is not None:
+            s = an.approach3.samples[:1000]
+            ns, ds = compute_optimal(s[:, None, :], grid[None, :])
+            lo, hi = np.percentile(ds / ns, [2.5, 97.5], axis=0)
+            ax.fill_between(grid, lo, hi, color="tab:blue", alpha=0.2, label="95% bootstrap")
+    if an.approach2 is not None:
+        f = an.approach2
+        ax.plot(grid, f.d_opt(grid) / f.n_opt(grid), "tab:green", label="lab: Approach 2")
+        ax.plot(
+            f.budgets["budget"], f.budgets["D_opt"] / f.budgets["N_opt"], "o", color="tab:green"
+        )
+    for key, color, ls in REFERENCE_LINES[:2]:
+        n, d = reference_optimal(key, grid)
+        ax.plot(grid, d / n, color=color, ls=ls, lw=1, label=get_reference(key)["label"])
+    ax.axhline(TOKENS_PER_PARAM_RULE, color="k", ls=":", label="20 tokens / parameter")
+    ax.set(xscale="log", yscale="log", xlabel="C (FLOPs)", ylabel="D_opt / N_opt")
+    ax.set_title("Tokens per parameter at the compute-optimal allocation")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def residuals(an: Analysis) -> Figure:
+    """Approach-3 log residuals against N and D (coloured by C); Huber's delta shaded."""
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2, sharey=True)
+    pts = an.dataset.points
+    if an.approach3 is not None:
+        r = np.log(an.approach3.predict(pts["N"], pts["D"])) - np.log(pts["loss"])
+        delta = an.approach3.diagnostics.get("huber_delta", 1e-3)
+        for ax, col in zip(axes, ("N", "D"), strict=True):
+            ax.scatter(pts[col], r, c=pts["C"], norm=LogNorm(), cmap="viridis", s=12)
+            ax.axhspan(-delta, delta, color="grey", alpha=0.3)
+            ax.axhline(0, color="k", lw=0.8)
+            ax.set(xscale="log", xlabel=col)
+    axes[0].set_ylabel("log predicted - log observed loss")
+    fig.suptitle("Approach 3 residuals (band: Huber delta)")
+    return fig
+
+
+FIGURES = {
+    "loss_vs_compute": loss_vs_compute,
+    "isoflop": isoflop,
+    "optimal_allocation": optimal_allocation,
+    "tokens_per_param": tokens_per_param,
+    "residuals": residuals,
+}
+
+
+def save_all(an: Analysis, out_dir: Path) -> dict[str, list[Path]]:
+    """Every figure the data allow, as PNG and SVG; returns name -> paths."""
+    out = {}
+    for name, make in FIGURES.items():
+        if name == "isoflop" and an.approach2 is None:
+            continue
+        if name == "residuals" and an.approach3 is None:
+            continue
+        out[name] = save(make(an), out_dir, name)
+    return out

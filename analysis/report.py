@@ -1,0 +1,241 @@
+"""The report: one Markdown file and one self-contained HTML page (figures embedded as
+base64 PNG), built from the same tables so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from analysis.pipeline import Analysis
+from analysis.plots import save_all
+from analysis.reference import TOKENS_PER_PARAM_RULE, get_reference
+
+Table = tuple[str, list[str], list[list[str]]]
+
+
+def _g(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
+
+
+def _ci(ci: list[float] | None, digits: int = 4) -> str:
+    return "-" if not ci else f"[{_g(ci[0], digits)}, {_g(ci[1], digits)}]"
+
+
+def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
+    """(title, header, rows) for every section the data allow."""
+    ds, out = an.dataset, []
+    pts = ds.points
+    out.append(
+        (
+            "Data and conventions",
+            ["item", "value"],
+            [
+                ["source", ds.source],
+                ["conventions", ds.conventions.describe()],
+                ["runs", str(len(pts))],
+                ["N range", f"{_g(pts['N'].min())} .. {_g(pts['N'].max())}"],
+                ["D range", f"{_g(pts['D'].min())} .. {_g(pts['D'].max())}"],
+                ["C range", f"{_g(pts['C'].min())} .. {_g(pts['C'].max())}"],
+                ["training curves", "yes" if ds.curves is not None else "no"],
+                *[["note", n] for n in ds.notes],
+            ],
+        )
+    )
+    if an.approach3 is not None:
+        f, hof, bes = an.approach3, get_reference("hoffmann"), get_reference("besiroglu")
+        rows = [
+            [k, _g(f.params[k]), _ci(f.ci.get(k)), _g(hof[k]), _g(bes[k])]
+            for k in ("E", "A", "B", "alpha", "beta")
+        ]
+        rows += [
+            [
+                "a",
+                _g(f.a),
+                _ci(f.ci.get("a")),
+                _g(hof["beta"] / (hof["alpha"] + hof["beta"])),
+                _g(bes["beta"] / (bes["alpha"] + bes["beta"])),
+            ]
+        ]
+        out.append(
+            (
+                "Approach 3: L(N, D) = E + A/N^alpha + B/D^beta",
+                ["parameter", "lab", "95% CI", "Hoffmann 2022", "Besiroglu 2024"],
+                rows,
+            )
+        )
+    for name, fit, ref in (
+        ("Approach 1 (envelope)", an.approach1, "hoffmann2022_approach1"),
+        ("Approach 2 (IsoFLOP)", an.approach2, "hoffmann2022_approach2"),
+    ):
+        if fit is not None:
+            r = get_reference(ref)
+            out.append(
+                (
+                    f"{name}: N_opt ~ C^a, D_opt ~ C^b",
+                    ["exponent", "lab", "95% CI", "Hoffmann 2022"],
+                    [
+                        ["a", _g(fit.a), _ci(fit.ci.get("a")), _g(r["a"])],
+                        ["b", _g(fit.b), _ci(fit.ci.get("b")), _g(r["b"])],
+                    ],
+                )
+            )
+    if an.approach2 is not None:
+        rows = [
+            [
+                _g(r.budget),
+                str(r.n_runs),
+                _g(r.N_opt),
+                _ci(r.N_opt_ci),
+                _g(r.D_opt),
+                _g(r.loss_opt),
+                "edge" if r.edge else "ok",
+            ]
+            for r in an.approach2.budgets.itertuples()
+        ]
+        out.append(
+            (
+                "IsoFLOP minima per budget",
+                ["budget C", "runs", "N_opt", "N_opt 95% CI", "D_opt", "loss", "minimum"],
+                rows,
+            )
+        )
+    rows = []
+    for label, fit in (
+        ("Approach 1", an.approach1),
+        ("Approach 2", an.approach2),
+        ("Approach 3", an.approach3),
+    ):
+        for C in an.at if fit is not None else ():
+            t = fit.tokens_per_param(C)
+            ci = t.get("ci")
+            inside = "-" if not ci else ("yes" if ci[0] <= TOKENS_PER_PARAM_RULE <= ci[1] else "no")
+            rows.append([label, _g(C), _g(t["value"]), _ci(ci), inside])
+    if rows:
+        out.append(
+            (
+                "Tokens per parameter at the compute-optimal allocation",
+                ["fit", "C", "D/N", "95% CI", "20 inside CI?"],
+                rows,
+            )
+        )
+    if an.frontier is not None:
+        fr = an.frontier
+        rows = [
+            ["plain: L = k C^p", f"p = {_g(fr.plain_exponent)}", _ci(fr.ci.get("plain_exponent"))]
+        ]
+        if fr.saturating is not None:
+            s = fr.saturating
+            rows.append(
+                [
+                    "L = E + (C0/C)^gamma",
+                    f"E = {_g(s.E)}, C0 = {_g(s.C0)}, gamma = {_g(s.gamma)}",
+                    _ci(fr.ci.get("gamma")),
+                ]
+            )
+        out.append(("Loss-vs-compute frontier", ["form", "fit", "95% CI (exponent)"], rows))
+    kap = get_reference("kaplan")
+    rows = [
+        [
+            f"L({v})",
+            _g(k.alpha) if k.supported else "not fitted",
+            _g(k.X_c) if k.supported else "-",
+            _g(kap["alpha_N" if v == "N" else "alpha_D"]),
+            k.reason,
+        ]
+        for v, k in an.kaplan.items()
+    ]
+    out.append(
+        (
+            "Kaplan-style power laws L(X) = (X_c/X)^alpha_X",
+            ["law", "alpha", "X_c", "Kaplan 2020 alpha", "note"],
+            rows,
+        )
+    )
+    if holdout:
+        m = holdout["measured"]
+        rows = [
+            [
+                k,
+                _g(p["N_opt"]),
+                _g(m["N_opt"]),
+                _g(p["N_opt_ratio"]),
+                _g(p["loss"]),
+                _g(m["loss"]),
+                f"{100 * p['loss_rel_error']:+.2f}%",
+            ]
+            for k, p in holdout["predictions"].items()
+        ]
+        out.append(
+            (
+                f"Held-out largest budget C = {_g(holdout['budget'])}",
+                [
+                    "fit",
+                    "N_opt predicted",
+                    "measured",
+                    "ratio",
+                    "loss predicted",
+                    "measured",
+                    "error",
+                ],
+                rows,
+            )
+        )
+    if an.warnings:
+        out.append(("Warnings", ["warning"], [[w] for w in an.warnings]))
+    prov = [[k, ", ".join(v)] for k, v in ds.provenance.items()]
+    prov.append(["generated", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")])
+    out.append(("Provenance", ["field", "values"], prov))
+    return out
+
+
+def to_markdown(tabs: list[Table], figures: dict[str, list[Path]], out_dir: Path) -> str:
+    lines = ["# scaling-lab report", ""]
+    for title, header, rows in tabs:
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows]
+        lines.append("")
+    lines.append("## Figures\n")
+    for name, paths in figures.items():
+        lines.append(f"![{name}]({paths[0].relative_to(out_dir).as_posix()})\n")
+    return "\n".join(lines)
+
+
+def to_html(tabs: list[Table], figures: dict[str, list[Path]]) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>scaling-lab report</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left}img{max-width:100%}</style></head><body>",
+        "<h1>scaling-lab report</h1>",
+    ]
+    for title, header, rows in tabs:
+        parts.append(
+            f"<h2>{html.escape(title)}</h2><table><tr>"
+            + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+            + "</tr>"
+        )
+        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows]
+        parts.append("</table>")
+    parts.append("<h2>Figures</h2>")
+    for name, paths in figures.items():
+        data = base64.b64encode(paths[0].read_bytes()).decode("ascii")
+        parts.append(
+            f"<figure><img alt='{name}' src='data:image/png;base64,{data}'><figcaption>{name}</figcaption></figure>"
+        )
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(an: Analysis, out_dir: Path, holdout: dict | None = None) -> dict[str, Path]:
+    """report.md, report.html (self-contained) and figures/*.png|svg under out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = save_all(an, out_dir / "figures")
+    tabs = tables(an, holdout)
+    md, page = out_dir / "report.md", out_dir / "report.html"
+    md.write_text(to_markdown(tabs, figures, out_dir))
+    page.write_text(to_html(tabs, figures))
+    return {"markdown": md, "html": page, "figures": out_dir / "figures"}

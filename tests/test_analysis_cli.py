@@ -1,0 +1,222 @@
+"""`scaling-lab fit | report | plan` on the reference data and a synthetic sweep directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pandas as pd
+import pytest
+
+from analysis import cli
+from analysis.synthetic import CHINCHILLA_PUBLISHED, isoflop_grid, training_curves
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scaling-lab")
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sweep")
+    pts = isoflop_grid(CHINCHILLA_PUBLISHED, budgets=(1e17, 1e18, 1e19, 1e20), noise=0.002, seed=1)
+    pts = pts.rename(columns={"C": "C_6N"}).assign(
+        status="done", tuning=False, git_commit="deadbeef"
+    )
+    pts.to_csv(d / "results.csv", index=False)
+    training_curves(CHINCHILLA_PUBLISHED, pts.assign(C=pts["C_6N"])).rename(
+        columns={"C": "C_6N"}
+    ).to_csv(d / "curves.csv", index=False)
+    return d
+
+
+def test_fit_json_on_chinchilla(capsys, tmp_path):
+    out = tmp_path / "fit.json"
+    rc = run(
+        [
+            "fit",
+            "--example",
+            "chinchilla",
+            "--approach",
+            "3",
+            "--json",
+            "--bootstrap-a3",
+            "300",
+            "--at",
+            "1e21,5.88e23",
+            "-o",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    doc = json.loads(capsys.readouterr().out)
+    a3 = doc["approach3"]
+    for key in ("E", "A", "B", "alpha", "beta", "a", "b"):
+        assert isinstance(a3[key], float) and key in a3["ci"]
+    assert a3["E"] == pytest.approx(1.817, abs=0.005)
+    assert [t["C"] for t in a3["tokens_per_param"]] == [1e21, 5.88e23]
+    assert a3["tokens_per_param"][1]["contains_20"] is True
+    assert doc["conventions"] == {"params": "total", "flops": "6ND"}
+    assert json.loads(out.read_text())["approach3"]["E"] == a3["E"]
+    rc = run(["plan", "--budget", "1e22", "--fit", str(out), "--json"])
+    plan = json.loads(capsys.readouterr().out)
+    assert rc == 0 and plan["ci"]["N_opt"][0] < plan["N_opt"] < plan["ci"]["N_opt"][1]
+
+
+def test_fit_all_on_sweep_dir_prints_tables(capsys, sweep_dir):
+    rc = run(["fit", str(sweep_dir), "--bootstrap", "50", "--bootstrap-a3", "100"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    for needle in (
+        "Approach 1",
+        "Approach 2",
+        "Approach 3",
+        "20 inside CI?",
+        "N = total parameters",
+    ):
+        assert needle in text
+
+
+def test_fit_misfitting_approach1_json(capsys):
+    rc = run(
+        [
+            "fit",
+            "--example",
+            "misfitting",
+            "--approach",
+            "1",
+            "--params",
+            "nonemb",
+            "--json",
+            "--bootstrap",
+            "30",
+        ]
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 0 and doc["conventions"]["params"] == "nonemb" and "a" in doc["approach1"]
+
+
+def test_holdout_largest_on_synthetic_truth(capsys, sweep_dir):
+    rc = run(
+        [
+            "fit",
+            str(sweep_dir),
+            "--approach",
+            "3",
+            "--json",
+            "--bootstrap-a3",
+            "0",
+            "--holdout-largest",
+        ]
+    )
+    doc = json.loads(capsys.readouterr().out)["holdout_largest"]
+    assert rc == 0 and doc["budget"] == 1e20
+    a3 = doc["predictions"]["approach3"]
+    assert abs(a3["loss_rel_error"]) < 0.01 and a3["N_opt_ratio"] == pytest.approx(1.0, abs=0.1)
+    assert doc["predictions"]["approach2"]["N_opt_ratio"] == pytest.approx(1.0, abs=0.1)
+
+
+def test_report_writes_html_markdown_and_figures(sweep_dir, tmp_path):
+    out = tmp_path / "report"
+    assert (
+        run(
+            [
+                "report",
+                str(sweep_dir),
+                "--out",
+                str(out),
+                "--bootstrap",
+                "50",
+                "--bootstrap-a3",
+                "200",
+                "--holdout-largest",
+            ]
+        )
+        == 0
+    )
+    html = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    assert html.count("data:image/png;base64,") == 5 and "<img" in html
+    for name in (
+        "loss_vs_compute",
+        "isoflop",
+        "optimal_allocation",
+        "tokens_per_param",
+        "residuals",
+    ):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+        assert (out / "figures" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+    for needle in (
+        "N = total parameters; C = 6 N D",
+        "Provenance",
+        "deadbeef",
+        "Held-out largest budget",
+    ):
+        assert needle in md
+
+
+def test_report_on_chinchilla_example(tmp_path):
+    out = tmp_path / "chin"
+    assert (
+        run(
+            [
+                "report",
+                "--example",
+                "chinchilla",
+                "--out",
+                str(out),
+                "--bootstrap",
+                "30",
+                "--bootstrap-a3",
+                "100",
+            ]
+        )
+        == 0
+    )
+    assert "Besiroglu 2024" in (out / "report.md").read_text()
+    assert (out / "figures" / "residuals.png").exists()
+
+
+def test_plan_text_and_published_fits(capsys):
+    assert run(["plan", "--pf-days", "100", "--use", "hoffmann"]) == 0
+    text = capsys.readouterr().out
+    assert "8.64e+21" in text and "no interval" in text
+    assert (
+        run(
+            [
+                "plan",
+                "--accelerator-hours",
+                "5000",
+                "--peak",
+                "989e12",
+                "--mfu",
+                "0.4",
+                "--use",
+                "hoffmann",
+                "--inference-tokens",
+                "1e12",
+            ]
+        )
+        == 0
+    )
+    assert "Sardana" in capsys.readouterr().out
+
+
+def test_bad_input_is_an_error_message_not_a_traceback(capsys, tmp_path):
+    assert run(["plan", "--budget", "1e22", "--pf-days", "3"]) == 2
+    assert "exactly one" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"size": [1], "loss": [3]}).to_csv(bad, index=False)
+    assert run(["fit", str(bad)]) == 2
+    assert "--n" in capsys.readouterr().err
+    assert run(["fit"]) == 2
+
+
+def test_dispatcher_runs_analysis_commands(capsys):
+    from experiments.cli import main
+
+    assert main(["plan", "--budget", "1e21", "--use", "hoffmann", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["C"] == 1e21
