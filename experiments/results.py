@@ -1,0 +1,262 @@
+"""The results store: `results.csv` (one row per finished run) and `curves.csv` (every eval).
+
+Both are derived from the run directories (`runs/<id>/result.json` or `failure.json`, plus
+`sweep_point.json`, the runner's record of the run's budget and seed), so `sweep table`
+rebuilds them at any time; the runner also updates them incrementally, one run at a time,
+under a lock. Writes are atomic. `analysis` reads exactly these column names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import io
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from lab.atomic_io import as_path, is_remote, write_text_atomic
+
+RESULTS_FILE = "results.csv"
+CURVES_FILE = "curves.csv"
+POINT_FILE = "sweep_point.json"
+FAILURE_FILE = "failure.json"
+RESULT_FILE = "result.json"
+
+RESULT_COLUMNS = (
+    "run_id",
+    "budget",
+    "N",
+    "N_nonemb",
+    "D",
+    "C_6N",
+    "C_6N_nonemb",
+    "C_detailed",
+    "loss",
+    "status",
+    "seed",
+    "tuning",
+    "steps",
+    "batch_size",
+    "peak_lr",
+    "epochs",
+    "tokens_per_param",
+    "wall_time_s",
+    "train_time_s",
+    "mfu",
+    "git_commit",
+    "config_hash",
+    "corpus_fingerprint",
+    "device_kind",
+    "device_count",
+    # beyond the agreed set
+    "C_full",
+    "budget_spent",
+    "flop_convention",
+    "extra_seed",
+    "ctx",
+    "n_layers",
+    "d_model",
+    "tokens_per_s",
+    "jax_version",
+    "flax_version",
+    "host",
+    "error",
+)
+CURVE_COLUMNS = (
+    "run_id",
+    "budget",
+    "N",
+    "N_nonemb",
+    "D",
+    "C_6N",
+    "C_6N_nonemb",
+    "C_detailed",
+    "loss",
+    "fraction",
+    "step",
+    "seed",
+)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def result_row(point: dict[str, Any], result: dict[str, Any]) -> dict[str, str]:
+    """One results.csv row from a run's sweep_point.json and result.json."""
+    prov = result.get("provenance", {})
+    timing = result.get("timing", {})
+    throughput = result.get("throughput", {})
+    model = result.get("config", {}).get("model", {})
+    versions = prov.get("versions", {})
+    divergence = result.get("divergence") or {}
+    row = {
+        "run_id": point["run_id"],
+        "budget": point["budget"],
+        "N": result["N"],
+        "N_nonemb": result["N_nonemb"],
+        "D": result["D"],
+        "C_6N": result["C_6N"],
+        "C_6N_nonemb": result["C_6N_nonemb"],
+        "C_detailed": result["C_detailed"],
+        "loss": result.get("loss"),
+        "status": result["status"],
+        "seed": point["seed"],
+        "tuning": bool(point.get("tuning", False)),
+        "steps": result["steps"],
+        "batch_size": result["batch_size"],
+        "peak_lr": result["peak_lr"],
+        "epochs": result.get("epochs"),
+        "tokens_per_param": result["D"] / result["N"],
+        "wall_time_s": timing.get("total_s"),
+        "train_time_s": timing.get("train_steps_s"),
+        "mfu": throughput.get("mfu"),
+        "git_commit": prov.get("git_commit"),
+        "config_hash": prov.get("config_hash"),
+        "corpus_fingerprint": prov.get("corpus_fingerprint"),
+        "device_kind": prov.get("device_kind"),
+        "device_count": prov.get("device_count"),
+        "C_full": result.get("C_full"),
+        "budget_spent": point.get("budget_spent"),
+        "flop_convention": point.get("flop_convention"),
+        "extra_seed": bool(point.get("extra_seed", False)),
+        "ctx": result.get("ctx"),
+        "n_layers": model.get("n_layers"),
+        "d_model": model.get("d_model"),
+        "tokens_per_s": throughput.get("tokens_per_s"),
+        "jax_version": versions.get("jax"),
+        "flax_version": versions.get("flax"),
+        "host": prov.get("host"),
+        "error": divergence.get("reason"),
+    }
+    return {k: _cell(v) for k, v in row.items()}
+
+
+def failure_row(point: dict[str, Any], failure: dict[str, Any]) -> dict[str, str]:
+    """A row for a run that raised (a ConfigError, say): status 'failed', no loss."""
+    row = {k: "" for k in RESULT_COLUMNS}
+    for key in ("run_id", "budget", "N", "N_nonemb", "D", "seed", "steps", "batch_size", "peak_lr"):
+        row[key] = _cell(point.get(key))
+    row.update(
+        status="failed",
+        tuning=_cell(bool(point.get("tuning", False))),
+        config_hash=_cell(point.get("config_hash")),
+        budget_spent=_cell(point.get("budget_spent")),
+        flop_convention=_cell(point.get("flop_convention")),
+        extra_seed=_cell(bool(point.get("extra_seed", False))),
+        host=_cell(failure.get("host")),
+        error=_cell(failure.get("message")),
+    )
+    return row
+
+
+def curve_rows(point: dict[str, Any], result: dict[str, Any]) -> list[dict[str, str]]:
+    """curves.csv rows: every held-out eval of the run (D, C at that point of training)."""
+    rows = []
+    for entry in result.get("eval_curve", []):
+        row = {
+            "run_id": point["run_id"],
+            "budget": point["budget"],
+            "N": result["N"],
+            "N_nonemb": result["N_nonemb"],
+            "D": entry["tokens"],
+            "C_6N": entry["C_6N"],
+            "C_6N_nonemb": entry["C_6N_nonemb"],
+            "C_detailed": entry["C_detailed"],
+            "loss": entry["loss"],
+            "fraction": entry["fraction"],
+            "step": entry["step"],
+            "seed": point["seed"],
+        }
+        rows.append({k: _cell(v) for k, v in row.items()})
+    return rows
+
+
+def run_rows(run_path) -> tuple[dict[str, str] | None, list[dict[str, str]]]:
+    """(results row or None if unfinished, curve rows) of one run directory."""
+    try:
+        point = json.loads((run_path / POINT_FILE).read_text())
+    except FileNotFoundError:
+        return None, []
+    result_path, failure_path = run_path / RESULT_FILE, run_path / FAILURE_FILE
+    if result_path.exists():
+        result = json.loads(result_path.read_text())
+        return result_row(point, result), curve_rows(point, result)
+    if failure_path.exists():
+        return failure_row(point, json.loads(failure_path.read_text())), []
+    return None, []
+
+
+def _sort_key(row: dict[str, str]) -> tuple:
+    def num(key: str) -> float:
+        return float(row[key]) if row.get(key) else 0.0
+
+    return (num("budget"), num("N"), num("seed"), row["run_id"], num("step"))
+
+
+def _csv_text(rows: list[dict[str, str]], columns: tuple[str, ...]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in sorted(rows, key=_sort_key):
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    path = as_path(path)
+    if not path.exists():
+        return []
+    return list(csv.DictReader(io.StringIO(path.read_text())))
+
+
+def rebuild_tables(root: str | os.PathLike) -> tuple[int, int]:
+    """Write results.csv and curves.csv from every run directory; (rows, curve rows)."""
+    root = as_path(root)
+    results, curves = [], []
+    runs = root / "runs"
+    for run_path in sorted(runs.iterdir()) if runs.exists() else []:
+        row, curve = run_rows(run_path)
+        if row is not None:
+            results.append(row)
+            curves.extend(curve)
+    with _table_lock(root):
+        write_text_atomic(root / RESULTS_FILE, _csv_text(results, RESULT_COLUMNS))
+        write_text_atomic(root / CURVES_FILE, _csv_text(curves, CURVE_COLUMNS))
+    return len(results), len(curves)
+
+
+def update_tables(root: str | os.PathLike, run_id: str) -> None:
+    """Insert (or replace) one run's rows in both tables: the runner's incremental write."""
+    root = as_path(root)
+    row, curve = run_rows(root / "runs" / run_id)
+    with _table_lock(root):
+        results = [r for r in read_csv(root / RESULTS_FILE) if r["run_id"] != run_id]
+        curves = [r for r in read_csv(root / CURVES_FILE) if r["run_id"] != run_id]
+        if row is not None:
+            results.append(row)
+            curves.extend(curve)
+        write_text_atomic(root / RESULTS_FILE, _csv_text(results, RESULT_COLUMNS))
+        write_text_atomic(root / CURVES_FILE, _csv_text(curves, CURVE_COLUMNS))
+
+
+@contextlib.contextmanager
+def _table_lock(root) -> Iterator[None]:
+    """An flock on DIR/.tables.lock: local workers serialise their read-modify-write."""
+    if is_remote(root):
+        yield  # object stores: last writer wins; `sweep table` at the end settles it
+        return
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, ".tables.lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

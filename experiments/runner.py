@@ -1,0 +1,279 @@
+"""The sweep runner: claim a run, train it with `lab.train.train`, record it, repeat.
+
+Idempotent (a finished run is skipped; lab resumes a half-finished one from its checkpoint),
+splittable (`worker`/`workers`: each worker starts on its own share, then helps with the
+rest; claims keep any run from being trained twice at once), and parallel on one host
+(`jobs` > 1 starts pinned single-threaded child workers, see experiments.jobs). Runs are
+taken longest first so parallel workers finish together. A run that raises a ConfigError
+is recorded as failed and the sweep goes on; a diverged run is recorded by lab and not
+retried unless asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import sys
+import time
+from typing import Any
+
+from experiments import sweep_dir
+from experiments.claims import ClaimStore
+from experiments.context import build_grid
+from experiments.grid import Grid, GridPoint
+from experiments.results import rebuild_tables, update_tables
+from experiments.staging import local_run_dir
+from experiments.sweep_file import SweepSpec
+from lab.errors import ConfigError
+
+FINISHED = ("done", "diverged", "failed")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunnerOptions:
+    worker: int = 0
+    workers: int = 1
+    jobs: int = 1  # 0: auto (one per core on a CPU host, else 1)
+    pin: bool | None = None  # None: pin children to cores only on a quiet host
+    retry_diverged: bool = False
+    retry_failed: bool = False
+    claim_timeout_s: float = 300.0
+    heartbeat_s: float = 30.0
+    wait: bool = True  # after its own pass, wait for runs claimed by others (take over dead ones)
+    progress: bool | None = None
+    compilation_cache: str | None = "default"
+    worker_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.worker < self.workers:
+            raise ConfigError(
+                f"--worker {self.worker} must be in [0, {self.workers}) for --workers {self.workers}"
+            )
+        if self.jobs < 0:
+            raise ConfigError(f"--jobs must be >= 1 (or 0 for one per core), got {self.jobs}")
+
+
+@dataclasses.dataclass
+class WorkerReport:
+    trained: list[str] = dataclasses.field(default_factory=list)
+    skipped: int = 0
+    failed: list[str] = dataclasses.field(default_factory=list)
+    diverged: list[str] = dataclasses.field(default_factory=list)
+    exit_code: int = 0
+
+
+def prepare(sweep_path: str, out: str, *, check_memory: bool = True) -> tuple[SweepSpec, Grid]:
+    """Adopt the sweep file into DIR, solve the grid on this machine, write DIR/plan.json."""
+    spec = sweep_dir.adopt_sweep_file(out, sweep_path)
+    grid, _ = build_grid(spec, check_memory=check_memory)
+    sweep_dir.write_plan(out, grid, spec)
+    return spec, grid
+
+
+def run_sweep(sweep_path: str, out: str, options: RunnerOptions) -> WorkerReport:
+    """`scaling-lab sweep run`: this worker's part of the sweep (all of it for one worker)."""
+    if options.jobs == 0:
+        from experiments.jobs import auto_jobs
+
+        options = dataclasses.replace(options, jobs=auto_jobs())
+    # A parent of child jobs never starts JAX (the memory check would): children fork cleanly
+    # and, on a GPU host, the parent holds no device memory. Each child checks memory itself.
+    spec, grid = prepare(sweep_path, out, check_memory=options.jobs == 1)
+    options = dataclasses.replace(options, jobs=max(1, min(options.jobs, len(grid.points))))
+    if options.jobs > 1:
+        from experiments.jobs import run_jobs
+
+        code = run_jobs(out, options)
+        rebuild_tables(out)
+        return WorkerReport(exit_code=code)
+    report = worker_loop(out, spec, grid, options)
+    if _all_finished(out, grid):
+        rebuild_tables(out)
+    return report
+
+
+def execution_order(grid: Grid, worker: int, workers: int) -> list[GridPoint]:
+    """Longest runs first; this worker's share (every `workers`-th) before the others'."""
+    by_cost = sorted(grid.points, key=lambda p: (-p.detailed_flops, p.run_id))
+    own = [p for i, p in enumerate(by_cost) if i % workers == worker]
+    rest = [p for i, p in enumerate(by_cost) if i % workers != worker]
+    return own + rest
+
+
+def worker_loop(out: str, spec: SweepSpec, grid: Grid, options: RunnerOptions) -> WorkerReport:
+    """Claim and train runs until none is left (waiting for other workers' runs if asked).
+
+    With several JAX processes (a TPU pod slice, `--distributed`), all processes train the
+    same run at the same time: process 0 claims and chooses, and broadcasts its choice.
+    """
+    name = options.worker_name or f"w{options.worker}"
+    multi = _process_count() > 1
+    leader = not multi or _process_index() == 0
+    claims = ClaimStore(
+        out, name, timeout_s=options.claim_timeout_s, heartbeat_s=options.heartbeat_s
+    )
+    if leader:
+        claims.start_heartbeat()
+    report = WorkerReport()
+    order = execution_order(grid, options.worker, options.workers)
+    since = float(int(time.time()))  # whole seconds, like finished_at: retries apply to runs
+    # that ended before this invocation, never to one it ran itself
+    try:
+        while True:
+            choice = _choose(out, order, claims, options, since) if leader else 0
+            if multi:
+                choice = _broadcast(choice)
+            if choice == DONE:
+                break
+            if choice == WAIT:
+                time.sleep(min(options.heartbeat_s, 2.0))
+                continue
+            point = order[choice]
+            try:
+                _run_one(out, spec, point, options, report, since, leader)
+            finally:
+                if leader:
+                    claims.release(point.run_id)
+            if leader:
+                update_tables(out, point.run_id)
+                _announce(out, grid, point, name)
+    finally:
+        claims.stop()
+    report.skipped = len(grid.points) - len(report.trained) - len(report.failed)
+    return report
+
+
+DONE, WAIT = -1, -2
+
+
+def _choose(
+    out: str, order: list[GridPoint], claims: ClaimStore, options: RunnerOptions, since: float
+) -> int:
+    """Index in `order` of the next run this worker now holds a claim on, or DONE / WAIT."""
+    pending = [i for i, p in enumerate(order) if not _is_finished(out, p, options, since)]
+    if not pending:
+        return DONE
+    for i in pending:
+        if _is_finished(out, order[i], options, since) or not claims.try_claim(order[i].run_id):
+            continue
+        if _is_finished(out, order[i], options, since):  # finished between check and claim
+            claims.release(order[i].run_id)
+            continue
+        return i
+    return WAIT if options.wait else DONE
+
+
+def _process_count() -> int:
+    import sys
+
+    if "jax" not in sys.modules:  # never start JAX just to ask
+        return 1
+    import jax
+
+    return jax.process_count()
+
+
+def _process_index() -> int:
+    import jax
+
+    return jax.process_index()
+
+
+def _broadcast(choice: int) -> int:
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    return int(multihost_utils.broadcast_one_to_all(np.int32(choice)))
+
+
+def _is_finished(out: str, point: GridPoint, options: RunnerOptions, since: float) -> bool:
+    """Finished, unless a retry flag asks again for a run that ended before `since`."""
+    state = sweep_dir.run_state(out, point.run_id)
+    retry = (state == "diverged" and options.retry_diverged) or (
+        state == "failed" and options.retry_failed
+    )
+    if retry and sweep_dir.finished_at(out, point.run_id) < since:
+        return False
+    return state in FINISHED
+
+
+def _run_one(
+    out: str,
+    spec: SweepSpec,
+    point: GridPoint,
+    options: RunnerOptions,
+    report: WorkerReport,
+    since: float,
+    leader: bool = True,
+) -> None:
+    """Train one claimed run (retrying a diverged/failed one if asked); record a failure.
+
+    Only the leader (process 0) touches the sweep's files; every process trains.
+    """
+    from lab.train import train
+
+    if leader:
+        state = sweep_dir.run_state(out, point.run_id)
+        if state == "diverged":
+            sweep_dir.move_aside(out, point.run_id)
+        if state == "failed":
+            sweep_dir.clear_failure(out, point.run_id)
+        sweep_dir.write_point(out, point, spec.flop_convention)
+    try:
+        with local_run_dir(sweep_dir.run_path(out, point.run_id)) as run_dir:
+            result = train(
+                point.config,
+                run_dir,
+                progress=options.progress,
+                compilation_cache=options.compilation_cache,
+            )
+    except ConfigError as error:
+        if leader:
+            sweep_dir.write_failure(out, point.run_id, str(error), socket.gethostname())
+        report.failed.append(point.run_id)
+        return
+    report.trained.append(point.run_id)
+    if result["status"] == "diverged":
+        report.diverged.append(point.run_id)
+
+
+def _all_finished(out: str, grid: Grid) -> bool:
+    return all(sweep_dir.run_state(out, p.run_id) in FINISHED for p in grid.points)
+
+
+def _announce(out: str, grid: Grid, point: GridPoint, worker: str) -> None:
+    """One line per finished run: what it reached and how far the sweep is."""
+    from experiments.status import sweep_progress
+
+    state = sweep_dir.run_state(out, point.run_id)
+    line = _describe(out, point, state)
+    progress = sweep_progress(out)
+    print(
+        f"[{worker}] {progress['finished']}/{progress['total']} {point.run_id} {line} | "
+        f"{progress['flops_fraction']:.0%} of FLOPs, ETA {progress['eta_text']}",
+        flush=True,
+    )
+
+
+def _describe(out: str, point: GridPoint, state: str) -> str:
+    from lab.atomic_io import read_json
+
+    path = sweep_dir.run_path(out, point.run_id)
+    if state == "failed":
+        message: Any = read_json(path / "failure.json")["message"]
+        return f"FAILED: {message}"
+    result = read_json(path / "result.json")
+    if state == "diverged":
+        return f"DIVERGED: {result['divergence']['reason']}"
+    seconds = result.get("timing", {}).get("total_s", 0.0)
+    return f"loss {result['loss']:.4f} ({point.steps} steps, {seconds:.1f} s)"
+
+
+def pin_to_cores(cores: list[int]) -> None:
+    """Restrict this process to `cores` (Linux); a no-op elsewhere."""
+    if hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, set(cores))
+        except OSError as error:
+            print(f"warning: could not pin to cores {cores}: {error}", file=sys.stderr)

@@ -1,0 +1,249 @@
+"""`scaling-lab sweep plan|run|status|table|verify` and `scaling-lab demo`.
+
+Nothing here imports JAX at module level: the dispatcher loads this for every command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+
+from lab.errors import ConfigError
+
+SWEEP_EPILOG = textwrap.dedent(
+    """\
+    A sweep file (TOML) names compute budgets, a size ladder and a run template; see
+    experiments/configs/cpu_tiny.toml. Presets can be named without a path (cpu_tiny,
+    cpu_study, gpu_chinchilla_ladder, tpu_pod).
+
+    examples:
+      scaling-lab sweep plan cpu_tiny
+      scaling-lab sweep run cpu_tiny --out runs/tiny --jobs 2
+      scaling-lab sweep status runs/tiny
+      scaling-lab sweep run cpu_study --out gs://bucket/study --worker 3 --workers 8
+      scaling-lab sweep verify runs/tiny --runs 2
+    """
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    sweep = subparsers.add_parser(
+        "sweep",
+        help="IsoFLOP sweeps: plan, run (resumable, splittable), status, table, verify",
+        description="Sweep model size against tokens at fixed compute budgets.",
+        epilog=SWEEP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = sweep.add_subparsers(dest="sweep_command", metavar="SUBCOMMAND")
+
+    plan = commands.add_parser("plan", help="print the grid and estimated times; trains nothing")
+    plan.add_argument("file", help="sweep file (TOML) or preset name")
+    plan.add_argument(
+        "--throughput",
+        type=float,
+        help="FLOP/s (detailed convention) to estimate times with, instead of measuring",
+    )
+    plan.add_argument("--no-measure", action="store_true", help="no time estimate at all")
+    plan.set_defaults(func=_plan)
+
+    run = commands.add_parser("run", help="run the sweep into DIR (resumable, idempotent)")
+    run.add_argument("file", help="sweep file (TOML) or preset name")
+    run.add_argument("--out", required=True, help="results directory (local path or gs://...)")
+    run.add_argument("--worker", type=int, default=0, help="this worker's index (0-based)")
+    run.add_argument("--workers", type=int, default=1, help="number of workers sharing DIR")
+    run.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="runs at once on this host, each a child process with single-threaded XLA (CPU); "
+        "default 0 = one per core on a CPU host (measured faster), 1 on GPU/TPU. "
+        "--jobs 1 trains in this process",
+    )
+    pin = run.add_mutually_exclusive_group()
+    pin.add_argument(
+        "--pin", dest="pin", action="store_true", default=None, help="pin each job to a core"
+    )
+    pin.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="let the OS schedule jobs (default: pin only when the host is otherwise idle)",
+    )
+    run.add_argument("--retry-diverged", action="store_true", help="re-run diverged runs")
+    run.add_argument("--retry-failed", action="store_true", help="re-run runs that raised")
+    run.add_argument(
+        "--claim-timeout",
+        type=float,
+        default=300.0,
+        help="seconds without a heartbeat after which another worker takes a run over",
+    )
+    run.add_argument("--heartbeat", type=float, default=30.0, help="heartbeat period (s)")
+    run.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="exit when nothing is left to claim instead of waiting for other workers' runs",
+    )
+    run.add_argument("--compilation-cache", default="default", help="JAX cache dir or 'none'")
+    run.add_argument("--no-progress", action="store_true", help="no per-run progress bar")
+    multi = run.add_argument_group(
+        "multi-host",
+        "Each run over several JAX processes (a TPU pod slice, several GPU hosts): start the "
+        "same command on every host; process 0 claims runs and all train them together. "
+        "On Cloud TPU VMs pass --distributed alone (JAX finds the slice).",
+    )
+    multi.add_argument("--distributed", action="store_true", help="jax.distributed.initialize()")
+    multi.add_argument("--coordinator", help="HOST:PORT of process 0")
+    multi.add_argument("--num-processes", type=int)
+    multi.add_argument("--process-id", type=int)
+    multi.add_argument("--local-devices", type=int, help="CPU only: fake devices per process")
+    run.add_argument("--pin-cores", help=argparse.SUPPRESS)
+    run.add_argument("--worker-name", help=argparse.SUPPRESS)
+    run.set_defaults(func=_run)
+
+    status = commands.add_parser("status", help="runs done/running/left, FLOPs, ETA")
+    status.add_argument("dir")
+    status.set_defaults(func=_status)
+
+    table = commands.add_parser("table", help="rebuild results.csv and curves.csv from run dirs")
+    table.add_argument("dir")
+    table.set_defaults(func=_table)
+
+    verify = commands.add_parser("verify", help="re-run k finished runs and compare final loss")
+    verify.add_argument("dir")
+    verify.add_argument("--runs", type=int, default=1, help="how many runs to re-run")
+    verify.add_argument("--tolerance", type=float, help="allowed |loss difference|")
+    verify.set_defaults(func=_verify)
+    sweep.set_defaults(func=lambda args: (sweep.print_help(), 0)[1])
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="the main job: run the cpu_tiny sweep, then the analysis report",
+        description="Runs an IsoFLOP sweep on the embedded stdlib corpus (resumable: run it "
+        "again to continue) and then fits and reports it.",
+    )
+    demo.add_argument("--out", default="runs/demo", help="results directory (default runs/demo)")
+    demo.add_argument("--sweep", default="cpu_tiny", help="sweep file or preset (cpu_tiny)")
+    demo.add_argument(
+        "--jobs", type=int, default=0, help="parallel runs (default 0: one per core on CPU)"
+    )
+    demo.set_defaults(func=_demo)
+
+
+def _guard(function):
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return function(args)
+        except ConfigError as error:
+            print(f"scaling-lab {args.command}: error: {error}", file=sys.stderr)
+            return 2
+
+    return wrapped
+
+
+@_guard
+def _plan(args: argparse.Namespace) -> int:
+    from experiments.context import build_grid
+    from experiments.plan import fixed_throughput, measure_throughput, plan_table
+    from experiments.sweep_file import load_sweep
+
+    spec = load_sweep(args.file)
+    grid, facts = build_grid(spec)
+    print(
+        f"corpus {facts.name}: {facts.train_tokens:,} unique train tokens, vocab "
+        f"{facts.vocab_size}, fingerprint {facts.fingerprint[:12]}"
+    )
+    throughput = None
+    if args.throughput:
+        throughput = fixed_throughput(args.throughput)
+    elif not args.no_measure and grid.points:
+        throughput = measure_throughput(grid, log=lambda m: print(m, file=sys.stderr))
+    print(plan_table(spec, grid, throughput))
+    return 0
+
+
+@_guard
+def _run(args: argparse.Namespace) -> int:
+    if args.pin_cores:
+        from experiments.runner import pin_to_cores
+
+        pin_to_cores([int(c) for c in args.pin_cores.split(",")])
+    from experiments.runner import RunnerOptions, run_sweep
+
+    if args.distributed or args.coordinator:
+        _init_distributed(args)
+        args.jobs = 1  # one process per host, each a part of every run
+    options = RunnerOptions(
+        worker=args.worker,
+        workers=args.workers,
+        jobs=args.jobs,
+        pin=args.pin,
+        retry_diverged=args.retry_diverged,
+        retry_failed=args.retry_failed,
+        claim_timeout_s=args.claim_timeout,
+        heartbeat_s=args.heartbeat,
+        wait=not args.no_wait,
+        progress=False if args.no_progress else None,
+        compilation_cache=None if args.compilation_cache == "none" else args.compilation_cache,
+        worker_name=args.worker_name,
+    )
+    from lab.train import RunInterrupted
+
+    try:
+        report = run_sweep(args.file, args.out, options)
+    except RunInterrupted as interrupted:
+        print(f"scaling-lab sweep run: {interrupted}", file=sys.stderr)
+        return 75
+    if not args.worker_name:  # a --jobs child leaves the summary to its parent
+        from experiments.status import format_status
+
+        print(format_status(args.out))
+    return report.exit_code
+
+
+def _init_distributed(args: argparse.Namespace) -> None:
+    """Join the multi-process JAX cluster before anything else touches JAX."""
+    import jax
+
+    if args.local_devices:
+        jax.config.update("jax_num_cpu_devices", args.local_devices)
+    from lab.sharding import initialize_distributed
+
+    initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+
+
+@_guard
+def _status(args: argparse.Namespace) -> int:
+    from experiments.status import format_status
+
+    print(format_status(args.dir))
+    return 0
+
+
+@_guard
+def _table(args: argparse.Namespace) -> int:
+    from experiments.results import rebuild_tables
+
+    rows, curve_rows = rebuild_tables(args.dir)
+    print(f"wrote {args.dir}/results.csv ({rows} runs) and curves.csv ({curve_rows} evals)")
+    return 0
+
+
+@_guard
+def _verify(args: argparse.Namespace) -> int:
+    from experiments.verify import format_verification, pick_runs, verify_run
+
+    runs = pick_runs(args.dir, args.runs)
+    if not runs:
+        print(f"no finished runs in {args.dir} to verify", file=sys.stderr)
+        return 1
+    results = [verify_run(args.dir, run_id, args.tolerance) for run_id in runs]
+    print(format_verification(results))
+    return 0 if all(v.ok for v in results) else 1
+
+
+@_guard
+def _demo(args: argparse.Namespace) -> int:
+    from experiments.demo import run_demo
+
+    return run_demo(args.sweep, args.out, jobs=args.jobs)

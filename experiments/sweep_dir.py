@@ -1,0 +1,172 @@
+"""The sweep results directory and the state of each run in it.
+
+    DIR/sweep.toml              copy of the sweep file: a directory describes itself
+    DIR/plan.json               the solved grid (points and dropped points), for `status`
+    DIR/runs/<run_id>/          lab.train's run directory + sweep_point.json (+ failure.json)
+    DIR/claims/<run_id>.json    who is training it (see experiments.claims)
+    DIR/attempts/               diverged runs moved aside by --retry-diverged
+    DIR/results.csv, curves.csv the tables (experiments.results)
+
+A run is done when `result.json` exists (lab writes it last, atomically), failed when the
+runner wrote `failure.json`; anything else is left (or running, if claimed).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from experiments.grid import Grid, GridPoint
+from experiments.results import FAILURE_FILE, POINT_FILE, RESULT_FILE
+from experiments.sweep_file import SweepError, SweepSpec, load_sweep, parse_sweep
+from lab.atomic_io import as_path, is_remote, read_json, write_json_atomic, write_text_atomic
+
+SWEEP_FILE = "sweep.toml"
+PLAN_FILE = "plan.json"
+
+
+def adopt_sweep_file(root: str | os.PathLike, sweep_path: str | os.PathLike) -> SweepSpec:
+    """Copy the sweep file into DIR (first time) or check DIR holds the same sweep."""
+    spec = load_sweep(sweep_path)
+    target = as_path(root) / SWEEP_FILE
+    text = Path(sweep_path).read_text() if Path(sweep_path).exists() else None
+    if text is None:
+        from experiments.sweep_file import resolve_sweep_path
+
+        text = resolve_sweep_path(sweep_path).read_text()
+    if target.exists():
+        import tomllib
+
+        recorded = parse_sweep(tomllib.loads(target.read_text()), default_name=spec.name)
+        if recorded != spec:
+            raise SweepError(
+                f"{root} already holds a different sweep ({recorded.name}); use another --out, "
+                f"or run the recorded one: scaling-lab sweep run {target} --out {root}"
+            )
+        return spec
+    write_text_atomic(target, text)
+    return spec
+
+
+def load_dir_sweep(root: str | os.PathLike) -> SweepSpec:
+    target = as_path(root) / SWEEP_FILE
+    if not target.exists():
+        raise SweepError(
+            f"{root} is not a sweep directory (no {SWEEP_FILE}); start one with "
+            f"scaling-lab sweep run FILE --out {root}"
+        )
+    import tomllib
+
+    return parse_sweep(tomllib.loads(target.read_text()), default_name="sweep")
+
+
+def write_plan(root: str | os.PathLike, grid: Grid, spec: SweepSpec) -> None:
+    write_json_atomic(
+        as_path(root) / PLAN_FILE,
+        {
+            "name": spec.name,
+            "flop_convention": spec.flop_convention,
+            "points": [
+                {
+                    **p.record(spec.flop_convention),
+                    "C_detailed": p.detailed_flops,
+                    "epochs": p.epochs,
+                }
+                for p in grid.points
+            ],
+            "dropped": [
+                {"budget": d.budget, "target_params": d.target_params, "N": d.N, "reason": d.reason}
+                for d in grid.dropped
+            ],
+        },
+    )
+
+
+def read_plan(root: str | os.PathLike) -> dict[str, Any]:
+    path = as_path(root) / PLAN_FILE
+    if not path.exists():
+        raise SweepError(f"{root} has no {PLAN_FILE} yet; run `scaling-lab sweep run` on it first")
+    return read_json(path)
+
+
+def run_path(root: str | os.PathLike, run_id: str):
+    return as_path(root) / "runs" / run_id
+
+
+def run_state(root: str | os.PathLike, run_id: str) -> str:
+    """'done', 'diverged', 'failed', 'started' (has a run dir) or 'new'."""
+    path = run_path(root, run_id)
+    result = path / RESULT_FILE
+    if result.exists():
+        return str(read_json(result).get("status", "done"))
+    if (path / FAILURE_FILE).exists():
+        return "failed"
+    return "started" if (path / "config.json").exists() else "new"
+
+
+def write_point(root: str | os.PathLike, point: GridPoint, convention: str) -> None:
+    path = run_path(root, point.run_id)
+    path.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path / POINT_FILE, point.record(convention))
+
+
+def write_failure(root: str | os.PathLike, run_id: str, message: str, host: str) -> None:
+    record = {"run_id": run_id, "message": message, "host": host, "failed_at": time.time()}
+    write_json_atomic(run_path(root, run_id) / FAILURE_FILE, record)
+
+
+def finished_at(root: str | os.PathLike, run_id: str) -> float:
+    """When a finished run ended (UNIX time; 0 if unknown): result provenance or failure."""
+    path = run_path(root, run_id)
+    if (path / RESULT_FILE).exists():
+        stamp = read_json(path / RESULT_FILE).get("provenance", {}).get("finished_at")
+        return datetime.datetime.fromisoformat(stamp).timestamp() if stamp else 0.0
+    if (path / FAILURE_FILE).exists():
+        return float(read_json(path / FAILURE_FILE).get("failed_at", 0.0))
+    return 0.0
+
+
+def clear_failure(root: str | os.PathLike, run_id: str) -> None:
+    (run_path(root, run_id) / FAILURE_FILE).unlink(missing_ok=True)
+
+
+def move_aside(root: str | os.PathLike, run_id: str) -> Path:
+    """Move a diverged run's directory to DIR/attempts/<run_id>.<k> so it can be retried."""
+    attempts = as_path(root) / "attempts"
+    attempts.mkdir(parents=True, exist_ok=True)
+    k = 1
+    while (attempts / f"{run_id}.{k}").exists():
+        k += 1
+    target = attempts / f"{run_id}.{k}"
+    if is_remote(root):
+        from experiments.staging import copy_tree
+
+        copy_tree(run_path(root, run_id), target)
+        run_path(root, run_id).rmtree()
+    else:
+        shutil.move(str(run_path(root, run_id)), str(target))
+    return target
+
+
+def last_metrics_step(root: str | os.PathLike, run_id: str) -> int:
+    """Steps logged so far by a running run (tail of metrics.jsonl; 0 if none)."""
+    path = run_path(root, run_id) / "metrics.jsonl"
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 4096))
+            lines = handle.read().decode(errors="replace").strip().splitlines()
+    except (FileNotFoundError, OSError):
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError):
+            continue
+    return 0
