@@ -82,6 +82,7 @@ def fit_approach1(
             "Approach 1 needs training curves (intermediate evaluations); none in the data"
         )
     grid_G = np.logspace(np.log10(curves["C"].min()), np.log10(curves["C"].max()), n_grid)
+    grid_G[[0, -1]] = curves["C"].min(), curves["C"].max()  # no rounding past the data's ends
     runs, loss_RxG, logD_RxG, N_R = _interpolated(curves, grid_G)
     if runs.size < 2 or np.unique(N_R).size < 3:
         raise FitError("Approach 1 needs curves of 3+ model sizes with 2+ evaluations each")

@@ -6,6 +6,16 @@ frontier fit (an extrapolated vertex is not a measurement). Over a wide size ran
 profile is not a parabola (the few-step side is steeper), so `k_nearest` fits only the k
 sizes nearest the best one. Seeds are averaged: the parabola is a least-squares fit over
 all runs, so repeated seeds at one size weigh as their mean.
+
+Intervals: a fixed-design residual bootstrap. The sizes of an IsoFLOP study are chosen, not
+sampled, so resampling runs (which drops sizes, and with 3 sizes refits the same parabola
+every time) answers the wrong question. Instead each budget's parabola keeps its sizes and
+gets its own studentised residuals, resampled, added back (a budget whose parabola has no
+residual degrees of freedom borrows the residuals of all budgets). A budget with 3 sizes or
+fewer gets no interval (3 points fix a parabola, nothing checks it), nor does one whose
+resamples lack a minimum more often than one tail of the interval holds (`percentile_ci`);
+the share of such resamples is in the budgets table (`boot_invalid`) and the diagnostics. A
+resample in which a frontier budget has no minimum fits its frontier line without it.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.bootstrap import DEFAULT_LEVEL, grouped_resample_weights, percentile_ci
+from analysis.bootstrap import DEFAULT_LEVEL, invalid_fraction, percentile_ci
 from analysis.errors import FitError
 from analysis.powerlaw import loglog_fit
 
@@ -69,15 +79,21 @@ def budget_groups(points: pd.DataFrame, max_width_decades: float = 0.1) -> np.nd
     return centers[label]
 
 
+def _design(x: np.ndarray, x0: float) -> np.ndarray:
+    return np.stack([np.ones_like(x), x - x0, (x - x0) ** 2], axis=-1)
+
+
 def parabola_minima(x: np.ndarray, y: np.ndarray, w_Rxn: np.ndarray) -> tuple:
     """Weighted quadratic fits y ~ c0 + c1 x + c2 x^2 per row of w; (x_min_R, y_min_R, coef_Rx3).
 
-    x_min is nan when the parabola opens downward or fewer than 3 distinct x carry weight.
+    `y` is one vector shared by every row of w, or one vector per row (R x n). x_min is nan
+    when the parabola opens downward or fewer than 3 distinct x carry weight.
     """
     x0 = x.mean()
-    X_nx3 = np.stack([np.ones_like(x), x - x0, (x - x0) ** 2], axis=1)
+    X_nx3 = _design(x, x0)
+    y_Rxn = np.broadcast_to(y, w_Rxn.shape)
     XtX = np.einsum("rn,ni,nj->rij", w_Rxn, X_nx3, X_nx3)
-    Xty = np.einsum("rn,ni,n->ri", w_Rxn, X_nx3, y)
+    Xty = np.einsum("rn,ni,rn->ri", w_Rxn, X_nx3, y_Rxn)
     distinct = np.array([np.unique(x[row > 0]).size for row in w_Rxn])
     ok = distinct >= 3
     coef = np.full((w_Rxn.shape[0], 3), np.nan)
@@ -91,6 +107,23 @@ def parabola_minima(x: np.ndarray, y: np.ndarray, w_Rxn: np.ndarray) -> tuple:
     return xm + x0, ym, coef_raw
 
 
+def studentized_residuals(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fitted values of the least-squares parabola and residuals / sqrt(1 - leverage).
+
+    The scaling makes residuals of high-leverage points (the edges of the size ladder) as
+    large as the noise that produced them. A point the parabola must pass through (leverage
+    1, e.g. every point when there are only 3) tells nothing about noise: nan.
+    """
+    X_nx3 = _design(x, x.mean())
+    coef, *_ = np.linalg.lstsq(X_nx3, y, rcond=None)
+    fitted = X_nx3 @ coef
+    h = np.einsum("ni,ij,nj->n", X_nx3, np.linalg.pinv(X_nx3.T @ X_nx3), X_nx3)
+    free = 1.0 - h
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(free > 1e-8, (y - fitted) / np.sqrt(np.abs(free)), np.nan)
+    return fitted, r
+
+
 def _select_rows(logN: np.ndarray, loss: np.ndarray, k: int | None) -> np.ndarray:
     """Rows of the k distinct sizes nearest (in log N) the size with the lowest mean loss."""
     sizes = np.unique(logN)
@@ -102,6 +135,22 @@ def _select_rows(logN: np.ndarray, loss: np.ndarray, k: int | None) -> np.ndarra
     return np.isin(logN, keep)
 
 
+def _budget_interval(
+    C_b: float, x_boot: np.ndarray, point: float, sizes_used: int, level: float, warnings: list
+) -> list[float] | None:
+    """Percentile interval of one budget's bootstrap vertices, or None with the reason."""
+    if sizes_used <= 3 or not np.isfinite(point):
+        return None  # 3 points fix a parabola exactly; no minimum, no interval
+    lo, hi = percentile_ci(x_boot, level)
+    if not np.isfinite(lo):
+        warnings.append(
+            f"budget {C_b:.3g}: no N_opt interval: {100 * invalid_fraction(x_boot):.0f}% of "
+            "resamples give a parabola without a minimum"
+        )
+        return None
+    return [lo, hi]
+
+
 def fit_approach2(
     points: pd.DataFrame,
     n_boot: int = 1000,
@@ -110,14 +159,13 @@ def fit_approach2(
     include_edge: bool = False,
     level: float = DEFAULT_LEVEL,
 ) -> Approach2Fit:
-    """IsoFLOP parabolas per budget, then N_opt ~ C^a and D_opt ~ C^b over clean budgets."""
+    """IsoFLOP parabolas per budget, then N_opt ~ C^a and D_opt ~ C^b over clean budgets.
+
+    Intervals come from a fixed-design residual bootstrap (module docstring); a budget with
+    3 sizes or fewer, or whose resamples too often have no minimum, gets no interval.
+    """
     budgets = budget_groups(points)
-    weights = (
-        grouped_resample_weights(budgets, n_boot, seed)
-        if n_boot > 0
-        else np.zeros((0, len(points)))
-    )
-    rows, boot_n, boot_d, warnings = [], [], [], []
+    groups, warnings = [], []
     for C_b in np.unique(budgets):
         m = budgets == C_b
         g = points.loc[m]
@@ -131,9 +179,29 @@ def fit_approach2(
             warnings.append(f"budget {C_b:.3g}: only {sizes.size} sizes, no parabola")
             continue
         sel = _select_rows(logN, loss, k_nearest)
-        w_all = np.vstack([np.ones((1, m.sum())), weights[:, m]]) * sel[None, :]
-        xn, ln_min, coef_n = parabola_minima(logN, loss, w_all)
-        xd, _, coef_d = parabola_minima(logD, loss, w_all)
+        fitted, resid = studentized_residuals(logN[sel], loss[sel])
+        groups.append((C_b, m, logN, logD, loss, sizes, sel, fitted, resid))
+    if not groups:
+        raise FitError("Approach 2 needs budgets with 3+ model sizes each; none found")
+    pool = np.concatenate([grp[-1] for grp in groups])
+    pool = pool[np.isfinite(pool)]
+    if n_boot > 0 and pool.size == 0:
+        warnings.append(
+            "Approach 2: no budget has more runs than a parabola has coefficients, so there is "
+            "no residual to resample; no intervals"
+        )
+    boot = n_boot if pool.size else 0
+    rng = np.random.default_rng(seed)
+    rows, boot_n, boot_d = [], [], []
+    for C_b, m, logN, logD, loss, sizes, sel, fitted, resid in groups:
+        xn, ln_min, coef_n = parabola_minima(logN, loss, sel[None, :].astype(float))
+        xd, _, coef_d = parabola_minima(logD, loss, sel[None, :].astype(float))
+        own = resid[np.isfinite(resid)]
+        draw = own - own.mean() if own.size else pool - pool.mean()
+        y_star = fitted[None, :] + draw[rng.integers(0, draw.size, size=(boot, sel.sum()))]
+        ones = np.ones((boot, sel.sum()))
+        xn_b = parabola_minima(logN[sel], y_star, ones)[0] if boot else np.zeros(0)
+        xd_b = parabola_minima(logD[sel], y_star, ones)[0] if boot else np.zeros(0)
         means = pd.Series(loss).groupby(logN).mean()
         best_size = means.idxmin()
         used = np.unique(logN[sel])
@@ -153,6 +221,10 @@ def fit_approach2(
                     else "left out of the frontier fit"
                 )
             )
+        n_ci = d_ci = None
+        if boot:
+            n_ci = _budget_interval(C_b, np.exp(xn_b), xn[0], used.size, level, warnings)
+            d_ci = _budget_interval(C_b, np.exp(xd_b), xd[0], used.size, level, [])
         rows.append(
             {
                 "budget": float(C_b),
@@ -162,8 +234,9 @@ def fit_approach2(
                 "N_opt": float(np.exp(xn[0])),
                 "D_opt": float(np.exp(xd[0])),
                 "loss_opt": float(ln_min[0]),
-                "N_opt_ci": list(percentile_ci(np.exp(xn[1:]), level)),
-                "D_opt_ci": list(percentile_ci(np.exp(xd[1:]), level)),
+                "N_opt_ci": n_ci,
+                "D_opt_ci": d_ci,
+                "boot_invalid": invalid_fraction(xn_b) if boot else None,
                 "edge": bool(edge),
                 "in_frontier": bool(include_edge or not edge),
                 "coef_logN": coef_n[0].tolist(),
@@ -172,11 +245,9 @@ def fit_approach2(
                 "N_max_sampled": float(np.exp(used.max())),
             }
         )
-        boot_n.append(np.exp(xn[1:]))
-        boot_d.append(np.exp(xd[1:]))
+        boot_n.append(np.exp(xn_b))
+        boot_d.append(np.exp(xd_b))
     table = pd.DataFrame(rows)
-    if table.empty:
-        raise FitError("Approach 2 needs budgets with 3+ model sizes each; none found")
     use = (
         table["in_frontier"] & np.isfinite(table["N_opt"]) & np.isfinite(table["D_opt"])
     ).to_numpy()
@@ -197,18 +268,42 @@ def fit_approach2(
         warnings=warnings,
         level=level,
     )
-    if n_boot > 0:
+    if boot:
         nb = np.stack(boot_n, axis=1)[:, use]
         db = np.stack(boot_d, axis=1)[:, use]
+        # A budget without a minimum in some resample (in N or in D) is left out of that
+        # resample's frontier line, in both laws alike; how often is reported, and a budget
+        # that fails too often has no interval of its own (see `_budget_interval`).
+        with np.errstate(invalid="ignore"):
+            ok_RxB = np.isfinite(nb) & np.isfinite(db) & (nb > 0) & (db > 0)
+        nb, db = np.where(ok_RxB, nb, np.nan), np.where(ok_RxB, db, np.nan)
+        bad = ~ok_RxB.all(axis=1)
         sa, skN = loglog_fit(C, nb)
         sb, skD = loglog_fit(C, db)
         fit.samples = {"a": sa, "b": sb, "log_kN": skN, "log_kD": skD}
-        fit.ci = {"a": list(percentile_ci(sa, level)), "b": list(percentile_ci(sb, level))}
-        bad = int(np.sum(~np.isfinite(nb).all(axis=1)))
+        fit.ci = {
+            k: ci
+            for k, v in (("a", sa), ("b", sb))
+            if np.isfinite((ci := list(percentile_ci(v, level)))[0])
+        }
+        if bad.mean() > (1 - level) / 2:
+            warnings.append(
+                f"Approach 2: in {100 * bad.mean():.0f}% of resamples a frontier budget had no "
+                "minimum and was left out of that resample's frontier line"
+            )
+        if len(fit.ci) < 2:
+            warnings.append(
+                f"Approach 2: no interval for a, b: {100 * bad.mean():.0f}% of resamples have a "
+                "frontier budget without a minimum"
+            )
         fit.diagnostics["bootstrap"] = {
+            "method": "residual (fixed sizes; studentised parabola residuals pooled over budgets)",
             "resamples": n_boot,
             "seed": seed,
-            "with_invalid_budget": bad,
+            "pooled_residuals": int(pool.size),
+            "residual_sd": float(pool.std(ddof=1)) if pool.size > 1 else None,
+            "invalid_fraction_frontier": float(bad.mean()),
+            "invalid_fraction_by_budget": {f"{r['budget']:.4g}": r["boot_invalid"] for r in rows},
         }
     fit.diagnostics["budgets_in_frontier"] = int(use.sum())
     fit.diagnostics["k_nearest"] = k_nearest

@@ -32,12 +32,26 @@ def grouped_resample_weights(groups: np.ndarray, n_boot: int, seed: int) -> np.n
     return w_RxN
 
 
-def percentile_ci(samples: np.ndarray, level: float = DEFAULT_LEVEL) -> tuple[float, float]:
-    """Percentile interval of the finite samples; (nan, nan) when there are none."""
+def invalid_fraction(samples: np.ndarray) -> float:
+    """Share of samples that are not finite (failed or undefined resample fits)."""
     s = np.asarray(samples, dtype=float)
-    s = s[np.isfinite(s)]
-    if s.size == 0:
+    return float(np.mean(~np.isfinite(s))) if s.size else 1.0
+
+
+def percentile_ci(
+    samples: np.ndarray, level: float = DEFAULT_LEVEL, max_invalid: float | None = None
+) -> tuple[float, float]:
+    """Percentile interval of the finite samples; (nan, nan) when there are too few of them.
+
+    Invalid (non-finite) resamples are not silently dropped: if more than `max_invalid` of
+    them are invalid (default (1 - level) / 2, what one tail of the interval holds, since they
+    could all belong on one side) the interval is not determined by the data and is nan.
+    """
+    s = np.asarray(samples, dtype=float)
+    limit = (1 - level) / 2 if max_invalid is None else max_invalid
+    if s.size == 0 or invalid_fraction(s) > limit:
         return (float("nan"), float("nan"))
+    s = s[np.isfinite(s)]
     lo, hi = np.percentile(s, [50 * (1 - level), 50 * (1 + level)])
     return (float(lo), float(hi))
 

@@ -94,7 +94,8 @@ def _source_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=1000,
         metavar="R",
-        help="resamples for Approaches 1, 2 (default 1000)",
+        help="resamples for Approaches 1 and 2 (default 1000); the loss-vs-compute frontier "
+        "uses min(R, 200), its saturating-law gamma min(R, 100)",
     )
     p.add_argument(
         "--bootstrap-a3",
@@ -121,7 +122,16 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--holdout-largest",
         action="store_true",
-        help="fit all but the largest budget, predict it, compare",
+        help="hold out the largest budget with 3+ sizes (and all larger ones), fit the rest, "
+        "predict it, compare",
+    )
+    p.add_argument(
+        "--drop-highest",
+        type=int,
+        metavar="K",
+        help="leave out the K runs with the highest final loss, recorded in the output "
+        "(Besiroglu et al. 2024 dropped 5 Chinchilla runs; for --example chinchilla K replaces "
+        "its default 5)",
     )
 
 
@@ -196,7 +206,7 @@ def _load(args: argparse.Namespace):
 
     conv = Conventions(args.params, args.flops)
     if args.example:
-        return load(f"example:{args.example}", conv)
+        return load(f"example:{args.example}", conv, drop_highest_k=args.drop_highest)
     if not args.source:
         raise AnalysisError("give SOURCE (a sweep directory or CSV) or --example NAME")
     mapping = {
@@ -205,7 +215,7 @@ def _load(args: argparse.Namespace):
         if (v := getattr(args, f"col_{k}"))
     }
     run_cols = args.run_cols.split(",") if args.run_cols else None
-    return load(args.source, conv, mapping, run_cols, args.include_tuning)
+    return load(args.source, conv, mapping, run_cols, args.include_tuning, args.drop_highest)
 
 
 def _analyse(args: argparse.Namespace, approaches: tuple[str, ...]):
@@ -247,6 +257,7 @@ def _guard(handler):
 
 def _print_tables(tabs) -> None:
     for title, header, rows in tabs:
+        rows = [[str(c).replace("\n", "\\n") for c in r] for r in rows]  # sample texts
         widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
         print(f"\n{title}")
         print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
@@ -311,20 +322,29 @@ def plan_command(args: argparse.Namespace) -> int:
         ("tokens_per_param", "tokens/param"),
         ("loss", "loss"),
     ):
-        iv = ci.get(key)
-        print(
-            f"{name:<12} {result[key]:.4g}"
-            + (f"   95% CI [{iv[0]:.4g}, {iv[1]:.4g}]" if iv else "")
-        )
+        print(f"{name:<12} {result[key]:.4g}" + _interval_text(ci.get(key)))
     if not ci:
         print("(no interval: a published point estimate carries no bootstrap samples)")
     inf = result.get("inference")
     if inf:
         print(f"\nwith {inf['inference_tokens']:.4g} inference tokens (Sardana et al. 2024):")
+        ici = inf.get("ci", {})
+        for key, name in (("N", "N"), ("D", "D"), ("tokens_per_param", "tokens/param")):
+            print(f"{name:<12} {inf[key]:.4g}" + _interval_text(ici.get(key)))
         print(
-            f"N            {inf['N']:.4g}\nD            {inf['D']:.4g}\ntokens/param {inf['tokens_per_param']:.4g}"
+            f"total FLOPs  {inf['total_flops']:.4g} vs {inf['chinchilla_total_flops']:.4g} "
+            f"Chinchilla-optimal ({100 * inf['saving']:.1f}% less)"
         )
-        print(
-            f"total FLOPs  {inf['total_flops']:.4g} vs {inf['chinchilla_total_flops']:.4g} Chinchilla-optimal ({100 * inf['saving']:.1f}% less)"
-        )
+        if ici:
+            total = _interval_text(ici.get("total_flops")).strip()
+            if total:
+                print(f"total FLOPs  {total}")
+            print(f"(intervals from {min(ci.get('samples', 0), 200)} of the bootstrap samples)")
     return 0
+
+
+def _interval_text(iv: list | None) -> str:
+    """'   95% CI [lo, hi]', or nothing when there is no interval (no samples, or undetermined)."""
+    if not iv or iv[0] is None or iv[1] is None:
+        return ""
+    return f"   95% CI [{iv[0]:.4g}, {iv[1]:.4g}]"

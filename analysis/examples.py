@@ -49,6 +49,8 @@ def load_example(
             )
         if conventions.flops != "6ND":
             raise AnalysisError("the Chinchilla data gives C = 6ND only; use --flops 6ND")
+        if drop_highest < 0 or drop_highest >= 245:
+            raise AnalysisError(f"--drop-highest takes 0 .. 244 for this data; got {drop_highest}")
         ds = from_frame(
             chinchilla_frame(drop_highest),
             conventions,
@@ -57,7 +59,11 @@ def load_example(
         )
         ds.notes.append(
             "Chinchilla runs digitised by Besiroglu et al. 2024 (epoch-research/analyzing-chinchilla)"
-            f"; the {drop_highest} highest-loss points dropped, as they did"
+            + (
+                f"; the {drop_highest} highest-loss points dropped, as they did"
+                if drop_highest == 5
+                else f"; the {drop_highest} highest-loss points dropped (Besiroglu et al. drop 5)"
+            )
         )
         return ds
     if name == "misfitting":

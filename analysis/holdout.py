@@ -1,5 +1,8 @@
 """Hold out the largest budget: fit on the rest, predict it, compare with what was measured.
 
+"Largest" is the largest budget with 3+ model sizes (a minimum needs a parabola); it and
+every larger budget (too few sizes to measure, but not to be trained on) are held out.
+
 The honest test of a scaling law is extrapolation. Predictions: Approach 3's compute-optimal
 loss and N_opt at the largest budget, and Approach 2's frontier N_opt ~ C^a with a loss
 frontier fitted through the smaller budgets' parabola minima. Measurement: the Approach-2
@@ -19,18 +22,24 @@ from analysis.powerlaw import fit_power_law, fit_saturating
 
 
 def holdout_largest(points: pd.DataFrame, k_nearest: int | None = None) -> dict[str, object]:
-    """Relative loss error and N_opt ratio (predicted / measured) at the largest budget."""
+    """Relative loss error and N_opt ratio (predicted / measured) at the largest measurable budget."""
     budgets = budget_groups(points)
     uniq = np.unique(budgets)
-    if uniq.size < 3:
-        raise FitError("--holdout-largest needs 3+ budgets (2 to fit, 1 to predict)")
-    C_max = float(uniq[-1])
+    n_sizes = np.array([points.loc[budgets == C, "N"].nunique() for C in uniq])
+    measurable = uniq[n_sizes >= 3]
+    if measurable.size == 0:
+        raise FitError("--holdout-largest needs a budget with 3+ model sizes to measure")
+    C_max = float(measurable[-1])
+    if np.unique(budgets[budgets < C_max]).size < 2:
+        raise FitError(
+            f"--holdout-largest holds out C >= {C_max:.3g} (the largest budget with 3+ sizes) "
+            "and needs 2+ smaller budgets to fit"
+        )
     held = points.loc[budgets == C_max]
-    train = points.loc[budgets != C_max].copy()
-    train["budget"] = budgets[budgets != C_max]
+    train = points.loc[budgets < C_max].copy()
+    train["budget"] = budgets[budgets < C_max]
+    above = uniq[uniq > C_max]
     logN = np.log(held["N"].to_numpy())
-    if np.unique(logN).size < 3:
-        raise FitError("the largest budget needs 3+ sizes to measure its IsoFLOP minimum")
     xm, ym, _ = parabola_minima(logN, held["loss"].to_numpy(), np.ones((1, len(held))))
     if not np.isfinite(xm[0]):
         raise FitError("the largest budget's IsoFLOP profile has no minimum (parabola opens down)")
@@ -38,6 +47,9 @@ def holdout_largest(points: pd.DataFrame, k_nearest: int | None = None) -> dict[
     edge = not (logN.min() < xm[0] < logN.max())
     out: dict[str, object] = {
         "budget": C_max,
+        "why": "the largest budget with 3+ sizes; it and every larger budget are held out",
+        "held_out_budgets": [float(C) for C in (C_max, *above)],
+        "held_out_runs": int((budgets >= C_max).sum()),
         "measured": measured,
         "measured_at_edge": edge,
         "predictions": {},

@@ -7,6 +7,7 @@ loss), both under the explicit `Conventions`, plus warnings and provenance.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from analysis.conventions import DEFAULT_CONVENTIONS, Conventions
 from analysis.errors import AnalysisError, ColumnError
 
 POINT_COLUMNS = ("run_id", "N", "D", "C", "loss", "budget", "seed")
+SAMPLE_ROLES = ("smallest", "optimal", "largest")
+SAMPLE_KEYS = ("budget", "run_id", "N", "D", "loss", "role", "prompt", "completion")
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Dataset:
     warnings: list[str] = field(default_factory=list)
     provenance: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    samples: list[dict] | None = None  # text samples of a sweep (samples.json), per budget
 
     @property
     def has_budgets(self) -> bool:
@@ -73,10 +77,10 @@ def _resolve_nc(
                 "name it with --c COLUMN or use --flops 6ND"
             )
         out["C"] = numeric(df, c_col)
-    elif d_col is not None:
-        out["C"] = 6.0 * out["N"] * out["D"]
     elif c_col is not None:
         out["C"] = numeric(df, c_col)
+        if d_col is not None:
+            _check_c_is_6nd(out, c_col, conv, warnings)
     if "D" not in out and "C" not in out:
         raise ColumnError("need tokens D or compute C (or both); name them with --d / --c")
     if "D" not in out:
@@ -85,6 +89,31 @@ def _resolve_nc(
     if "C" not in out:
         out["C"] = 6.0 * out["N"] * out["D"]
     return out
+
+
+C_TOLERANCE = 0.01  # relative disagreement between a given C and 6ND worth a warning
+
+
+def _check_c_is_6nd(out: pd.DataFrame, c_col: str, conv: Conventions, warnings: list[str]) -> None:
+    """Keep a given C that agrees with 6ND (rounding); where it disagrees, the convention wins.
+
+    Outputs say "C = 6 N D" under this convention, so a C column that is something else (a
+    detailed count, another parameter count) is replaced by 6ND, loudly.
+    """
+    six_nd = 6.0 * out["N"] * out["D"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = ((out["C"] - six_nd) / six_nd).abs()
+    off = rel > C_TOLERANCE
+    missing = out["C"].isna()
+    out.loc[missing, "C"] = six_nd[missing]
+    if off.any():
+        out.loc[off, "C"] = six_nd[off]
+        warnings.append(
+            f"C column {c_col!r} differs from 6ND ({conv.params} parameters) by more than "
+            f"{100 * C_TOLERANCE:.0f}% in {int(off.sum())} of {len(out)} rows (up to "
+            f"{100 * float(rel.max()):.3g}%); used C = 6ND there, as --flops 6ND says, and the "
+            "given C elsewhere. If the column is a detailed FLOP count, pass --flops detailed"
+        )
 
 
 def _extra_columns(df: pd.DataFrame, out: pd.DataFrame, mapping: Mapping[str, str] | None) -> None:
@@ -161,6 +190,47 @@ def from_frame(
     )
 
 
+def read_samples(path: Path, warnings: list[str]) -> list[dict] | None:
+    """A sweep's samples.json: a list of {budget, run_id, N, D, loss, role, prompt,
+    completion}. A malformed file is a warning, not an error: the fits do not depend on it."""
+    try:
+        items = json.loads(path.read_text())
+        if not isinstance(items, list):
+            raise ValueError("not a JSON list")
+        for i, item in enumerate(items):
+            missing = [k for k in SAMPLE_KEYS if not isinstance(item, dict) or k not in item]
+            if missing:
+                raise ValueError(f"entry {i} lacks {missing}")
+            if item["role"] not in SAMPLE_ROLES:
+                raise ValueError(f"entry {i} has role {item['role']!r}, not one of {SAMPLE_ROLES}")
+    except (OSError, ValueError) as e:
+        warnings.append(f"{path} ignored: {e}")
+        return None
+    return [{k: item[k] for k in SAMPLE_KEYS} for item in items]
+
+
+def drop_highest(ds: Dataset, k: int) -> Dataset:
+    """Leave out the k runs with the highest final loss (Besiroglu et al. 2024 dropped 5 of the
+    digitised Chinchilla runs); which ones goes into the notes, so every output records it."""
+    if k < 0 or k >= len(ds.points):
+        raise AnalysisError(
+            f"--drop-highest takes 0 .. {len(ds.points) - 1} (runs in the data); got {k}"
+        )
+    if k == 0:
+        return ds
+    top = ds.points["loss"].nlargest(k)
+    ids = ds.points.loc[top.index, "run_id"].astype(str)
+    ds.points = ds.points.drop(top.index).reset_index(drop=True)
+    if ds.curves is not None:
+        ds.curves = ds.curves.loc[~ds.curves["run_id"].astype(str).isin(set(ids))]
+    shown = ", ".join(ids.iloc[:10]) + (", ..." if k > 10 else "")
+    ds.notes.append(
+        f"--drop-highest {k}: the {k} highest-loss runs left out (loss >= {top.min():.4g}; "
+        f"run ids {shown})"
+    )
+    return ds
+
+
 def load_sweep_dir(
     path: Path, conventions: Conventions = DEFAULT_CONVENTIONS, include_tuning: bool = False
 ) -> Dataset:
@@ -171,6 +241,8 @@ def load_sweep_dir(
     ds = from_frame(
         pd.read_csv(results), conventions, source=str(path), include_tuning=include_tuning
     )
+    if (path / "samples.json").exists():
+        ds.samples = read_samples(path / "samples.json", ds.warnings)
     curves_path = path / "curves.csv"
     if curves_path.exists():
         raw = pd.read_csv(curves_path)
@@ -181,6 +253,7 @@ def load_sweep_dir(
             _extra_columns(raw, curves, None)
             curves.insert(0, "run_id", raw["run_id"].astype(str).to_numpy())
             ds.curves = _validate(curves, "curve rows").sort_values(["run_id", "D"])
+            ds.warnings += [f"curves.csv: {w}" for w in warnings if "6ND" in w and "differs" in w]
     return ds
 
 
@@ -190,17 +263,29 @@ def load(
     mapping: Mapping[str, str] | None = None,
     run_cols: list[str] | None = None,
     include_tuning: bool = False,
+    drop_highest_k: int | None = None,
 ) -> Dataset:
-    """A sweep directory, a CSV file (plain or .gz), or `example:NAME`."""
+    """A sweep directory, a CSV file (plain or .gz), or `example:NAME`.
+
+    `drop_highest_k` leaves out that many highest-loss runs; for `example:chinchilla` it
+    replaces the 5 its loader drops by default (0 keeps all 245).
+    """
     text = str(source)
     if text.startswith("example:"):
         from analysis.examples import load_example
 
-        return load_example(text.split(":", 1)[1], conventions)
-    path = Path(text)
-    if path.is_dir():
-        return load_sweep_dir(path, conventions, include_tuning)
-    if not path.exists():
-        raise AnalysisError(f"{path} does not exist; give a sweep directory or a CSV file")
-    df = pd.read_csv(path)
-    return from_frame(df, conventions, mapping, run_cols, str(path), include_tuning)
+        name = text.split(":", 1)[1]
+        if name == "chinchilla" and drop_highest_k is not None:
+            return load_example(name, conventions, drop_highest=drop_highest_k)
+        ds = load_example(name, conventions)
+    else:
+        path = Path(text)
+        if path.is_dir():
+            ds = load_sweep_dir(path, conventions, include_tuning)
+        elif not path.exists():
+            raise AnalysisError(f"{path} does not exist; give a sweep directory or a CSV file")
+        else:
+            ds = from_frame(
+                pd.read_csv(path), conventions, mapping, run_cols, str(path), include_tuning
+            )
+    return drop_highest(ds, drop_highest_k) if drop_highest_k else ds

@@ -103,7 +103,8 @@ def _tpp(fit: Approach1Fit | Approach2Fit | Approach3Fit, at: tuple[float, ...])
     for C in at:
         t = fit.tokens_per_param(C)
         ci = t.get("ci")
-        t["contains_20"] = bool(ci[0] <= TOKENS_PER_PARAM_RULE <= ci[1]) if ci else None
+        finite = bool(ci) and bool(np.isfinite(ci).all())
+        t["contains_20"] = bool(ci[0] <= TOKENS_PER_PARAM_RULE <= ci[1]) if finite else None
         rows.append(t)
     return rows
 
@@ -126,7 +127,19 @@ def approach_dicts(an: Analysis, max_samples: int = 1000) -> dict[str, dict]:
         }
     if an.approach2 is not None:
         f = an.approach2
-        cols = ["budget", "n_runs", "N_opt", "D_opt", "loss_opt", "N_opt_ci", "edge", "in_frontier"]
+        cols = [
+            "budget",
+            "n_runs",
+            "n_sizes",
+            "N_opt",
+            "D_opt",
+            "loss_opt",
+            "N_opt_ci",
+            "D_opt_ci",
+            "boot_invalid",
+            "edge",
+            "in_frontier",
+        ]
         out["approach2"] = {
             "approach": 2,
             "a": f.a,
@@ -183,5 +196,6 @@ def fit_document(an: Analysis) -> dict:
             **approach_dicts(an),
             "warnings": an.warnings,
             "notes": an.dataset.notes,
+            **({"samples": an.dataset.samples} if an.dataset.samples is not None else {}),
         }
     )  # type: ignore[return-value]

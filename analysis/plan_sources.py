@@ -7,10 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.conventions import Conventions
 from analysis.errors import AnalysisError
 from analysis.reference import get_reference, parametric_array
 
 KEYS = ("E", "A", "B", "alpha", "beta")
+
+
+def _conventions_text(doc: dict) -> str:
+    """The fit's conventions as a reader would say them, e.g. 'N = total parameters; C = 6 N D'."""
+    conv = doc.get("conventions")
+    try:
+        return Conventions(**conv).describe()
+    except (TypeError, AnalysisError):
+        return f"conventions not recorded ({conv!r})"
 
 
 def from_fit_file(path: Path) -> tuple[str, np.ndarray, np.ndarray | None]:
@@ -27,7 +37,7 @@ def from_fit_file(path: Path) -> tuple[str, np.ndarray, np.ndarray | None]:
         )
     samples = a3.get("bootstrap_samples", {}).get("rows")
     arr = np.array(samples, dtype=float) if samples else None
-    label = f"lab fit from {path} ({doc.get('source', '?')}, {doc.get('conventions', {})})"
+    label = f"lab fit from {path} ({doc.get('source', '?')}; {_conventions_text(doc)})"
     return label, np.array([a3[k] for k in KEYS], dtype=float), arr
 
 

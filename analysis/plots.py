@@ -210,11 +210,13 @@ def residuals(an: Analysis) -> Figure:
     if an.approach3 is not None:
         r = np.log(an.approach3.predict(pts["N"], pts["D"])) - np.log(pts["loss"])
         delta = an.approach3.diagnostics.get("huber_delta", 1e-3)
+        norm = LogNorm(pts["C"].min(), pts["C"].max())
         for ax, col in zip(axes, ("N", "D"), strict=True):
-            ax.scatter(pts[col], r, c=pts["C"], norm=LogNorm(), cmap="viridis", s=12)
+            sc = ax.scatter(pts[col], r, c=pts["C"], norm=norm, cmap="viridis", s=12)
             ax.axhspan(-delta, delta, color="grey", alpha=0.3)
             ax.axhline(0, color="k", lw=0.8)
             ax.set(xscale="log", xlabel=col)
+        fig.colorbar(sc, ax=list(axes), label=f"C (FLOPs, {an.dataset.conventions.flops})")
     axes[0].set_ylabel("log predicted - log observed loss")
     fig.suptitle("Approach 3 residuals (band: Huber delta)")
     return fig

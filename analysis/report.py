@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.loading import SAMPLE_ROLES
 from analysis.pipeline import Analysis
 from analysis.plots import save_all
 from analysis.reference import TOKENS_PER_PARAM_RULE, get_reference
@@ -22,8 +23,40 @@ def _g(x: float | None, digits: int = 4) -> str:
     return "-" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
 
 
+def _has_ci(ci: list | None) -> bool:
+    """An interval with two finite ends (nan or None ends: not determined by the data)."""
+    return bool(ci) and all(x is not None and np.isfinite(x) for x in ci)
+
+
 def _ci(ci: list[float] | None, digits: int = 4) -> str:
-    return "-" if not ci else f"[{_g(ci[0], digits)}, {_g(ci[1], digits)}]"
+    return "-" if not _has_ci(ci) else f"[{_g(ci[0], digits)}, {_g(ci[1], digits)}]"
+
+
+def samples_table(samples: list[dict]) -> Table:
+    """Per budget, what the smallest, the compute-optimal and the largest model wrote."""
+    order = {role: i for i, role in enumerate(SAMPLE_ROLES)}
+
+    def num(x: object) -> float | None:
+        return float(x) if isinstance(x, int | float) else None
+
+    rows = [
+        [
+            _g(num(s["budget"])),
+            str(s["role"]),
+            str(s["run_id"]),
+            _g(num(s["N"])),
+            _g(num(s["D"])),
+            _g(num(s["loss"])),
+            str(s["prompt"]),
+            str(s["completion"]),
+        ]
+        for s in sorted(samples, key=lambda s: (num(s["budget"]) or 0.0, order[s["role"]]))
+    ]
+    return (
+        "Samples",
+        ["budget C", "role", "run", "N", "D", "loss", "prompt", "completion"],
+        rows,
+    )
 
 
 def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
@@ -113,7 +146,11 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
         for C in an.at if fit is not None else ():
             t = fit.tokens_per_param(C)
             ci = t.get("ci")
-            inside = "-" if not ci else ("yes" if ci[0] <= TOKENS_PER_PARAM_RULE <= ci[1] else "no")
+            inside = (
+                "-"
+                if not _has_ci(ci)
+                else ("yes" if ci[0] <= TOKENS_PER_PARAM_RULE <= ci[1] else "no")
+            )
             rows.append([label, _g(C), _g(t["value"]), _ci(ci), inside])
     if rows:
         out.append(
@@ -172,7 +209,14 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
         ]
         out.append(
             (
-                f"Held-out largest budget C = {_g(holdout['budget'])}",
+                f"Held-out largest budget with 3+ sizes: C = {_g(holdout['budget'])} "
+                f"({holdout['held_out_runs']} runs at C >= {_g(holdout['budget'])} held out, "
+                f"{len(holdout['held_out_budgets'])} budget(s))"
+                + (
+                    "; its measured minimum is at the edge of its sizes"
+                    if holdout.get("measured_at_edge")
+                    else ""
+                ),
                 [
                     "fit",
                     "N_opt predicted",
@@ -185,6 +229,8 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
                 rows,
             )
         )
+    if ds.samples:
+        out.append(samples_table(ds.samples))
     if an.warnings:
         out.append(("Warnings", ["warning"], [[w] for w in an.warnings]))
     prov = [[k, ", ".join(v)] for k, v in ds.provenance.items()]
@@ -193,11 +239,17 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
     return out
 
 
+def _md_cell(text: str) -> str:
+    """A table cell as Markdown renders it literally: HTML escaped (renderers pass raw HTML
+    through), pipes escaped, line breaks as <br>."""
+    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", "<br>")
+
+
 def to_markdown(tabs: list[Table], figures: dict[str, list[Path]], out_dir: Path) -> str:
     lines = ["# scaling-lab report", ""]
     for title, header, rows in tabs:
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows]
+        lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
         lines.append("")
     lines.append("## Figures\n")
     for name, paths in figures.items():
@@ -209,7 +261,7 @@ def to_html(tabs: list[Table], figures: dict[str, list[Path]]) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>scaling-lab report</title>",
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left}img{max-width:100%}</style></head><body>",
+        "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left;white-space:pre-wrap}img{max-width:100%}</style></head><body>",
         "<h1>scaling-lab report</h1>",
     ]
     for title, header, rows in tabs:

@@ -89,3 +89,55 @@ def test_too_few_budgets_is_a_clear_error():
     df = isoflop_grid(P, budgets=(1e18,))
     with pytest.raises(FitError, match=r"2\+ budgets"):
         fit_approach2(df, n_boot=0)
+
+
+def test_percentile_ci_withholds_interval_when_resamples_fail():
+    from analysis.bootstrap import invalid_fraction, percentile_ci
+
+    s = np.arange(1000, dtype=float)
+    s[:100] = np.nan  # 10% invalid: more than one 2.5% tail could hold
+    assert np.isnan(percentile_ci(s, 0.95)).all() and invalid_fraction(s) == 0.1
+    s[20:100] = np.arange(80.0)  # 2% invalid: the interval stands
+    lo, hi = percentile_ci(s, 0.95)
+    assert np.isfinite([lo, hi]).all() and lo < hi
+
+
+def test_three_size_budget_has_no_interval_others_have_real_ones():
+    """With exactly 3 sizes a parabola passes through them: no interval, not a zero-width one."""
+    df = isoflop_grid(P, budgets=(1e18, 1e19, 1e20, 1e21), noise=0.003, seed=3)
+    mid = df.loc[df["budget"] == 1e19, "N"].sort_values().to_numpy()[[2, 4, 6]]
+    df = df.loc[(df["budget"] != 1e19) | df["N"].isin(mid)]
+    fit = fit_approach2(df, n_boot=200, seed=0)
+    by = fit.budgets.set_index("budget")
+    assert by.loc[1e19, "n_sizes"] == 3 and by.loc[1e19, "N_opt_ci"] is None
+    for C in (1e18, 1e20, 1e21):
+        lo, hi = by.loc[C, "N_opt_ci"]
+        assert lo < by.loc[C, "N_opt"] < hi and hi / lo > 1.01
+    assert "invalid_fraction_by_budget" in fit.diagnostics["bootstrap"]
+
+
+def test_budget_whose_resamples_lack_a_minimum_gets_no_interval():
+    df = isoflop_grid(P, budgets=(1e18, 1e19, 1e20), noise=0.002, seed=4)
+    rng = np.random.default_rng(0)
+    flat = df["budget"] == 1e20  # a shallow, noisy profile: many resamples open downward
+    x = np.log(df.loc[flat, "N"].to_numpy())
+    df.loc[flat, "loss"] = 2.5 + 0.003 * (x - x.mean()) ** 2 + 0.01 * rng.standard_normal(x.size)
+    fit = fit_approach2(df, n_boot=200, seed=0, include_edge=True)
+    row = fit.budgets.set_index("budget").loc[1e20]
+    assert np.isfinite(row["N_opt"]) and row["boot_invalid"] > 0.025 and row["N_opt_ci"] is None
+    assert fit.diagnostics["bootstrap"]["invalid_fraction_by_budget"]["1e+20"] > 0.025
+    assert any("1e+20: no N_opt interval" in w for w in fit.warnings)
+
+
+def test_residual_bootstrap_intervals_cover_the_truth():
+    from analysis.approach3 import compute_optimal
+
+    budgets = (1e18, 1e19, 1e20, 1e21, 1e22)
+    df = isoflop_grid(P, budgets=budgets, noise=0.002, seed=0)
+    fit = fit_approach2(df, n_boot=300, seed=1)
+    truth = compute_optimal(
+        np.array([P[k] for k in ("E", "A", "B", "alpha", "beta")]), np.array(budgets)
+    )[0]
+    cis = np.array(fit.budgets["N_opt_ci"].tolist())
+    assert ((cis[:, 0] < truth) & (truth < cis[:, 1])).sum() >= 4
+    assert fit.ci["a"][0] < A_TRUE < fit.ci["a"][1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -30,6 +31,25 @@ def sweep_dir(tmp_path_factory):
     training_curves(CHINCHILLA_PUBLISHED, pts.assign(C=pts["C_6N"])).rename(
         columns={"C": "C_6N"}
     ).to_csv(d / "curves.csv", index=False)
+    budget = pts.loc[pts["budget"] == 1e19]
+    samples = [
+        {
+            "budget": 1e19,
+            "run_id": str(budget.iloc[i]["run_id"]),
+            "N": float(budget.iloc[i]["N"]),
+            "D": float(budget.iloc[i]["D"]),
+            "loss": float(budget.iloc[i]["loss"]),
+            "role": role,
+            "prompt": "Once upon a time",
+            "completion": text,
+        }
+        for i, role, text in (
+            (-1, "largest", "there was a <script>alert(1)</script> | pipe"),
+            (0, "smallest", "the the the"),
+            (4, "optimal", "a princess\nwho coded"),
+        )
+    ]
+    (d / "samples.json").write_text(json.dumps(samples))
     return d
 
 
@@ -76,6 +96,8 @@ def test_fit_all_on_sweep_dir_prints_tables(capsys, sweep_dir):
         "Approach 3",
         "20 inside CI?",
         "N = total parameters",
+        "Samples",
+        "a princess\\nwho coded",
     ):
         assert needle in text
 
@@ -156,6 +178,17 @@ def test_report_writes_html_markdown_and_figures(sweep_dir, tmp_path):
         "Held-out largest budget",
     ):
         assert needle in md
+    # Samples: per budget, smallest -> optimal -> largest, text escaped in both formats.
+    assert "<h2>Samples</h2>" in html and "<script>alert" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    section = md.split("## Samples")[1].split("## ")[0]
+    roles = [line.split(" | ")[1] for line in section.splitlines() if line.startswith("| 1e+19")]
+    assert roles == ["smallest", "optimal", "largest"]
+    assert (
+        "&lt;script&gt;" in section
+        and "\\| pipe" in section
+        and "a princess<br>who coded" in section
+    )
 
 
 def test_report_on_chinchilla_example(tmp_path):
@@ -220,3 +253,85 @@ def test_dispatcher_runs_analysis_commands(capsys):
 
     assert main(["plan", "--budget", "1e21", "--use", "hoffmann", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["C"] == 1e21
+
+
+def test_holdout_uses_largest_budget_with_three_sizes(capsys):
+    from analysis.approach2 import budget_groups
+    from analysis.examples import load_example
+
+    rc = run(
+        [
+            "fit",
+            "--example",
+            "chinchilla",
+            "--approach",
+            "3",
+            "--bootstrap-a3",
+            "0",
+            "--holdout-largest",
+            "--json",
+        ]
+    )
+    doc = json.loads(capsys.readouterr().out)["holdout_largest"]
+    pts = load_example("chinchilla").points
+    b = budget_groups(pts)
+    ok = [C for C in np.unique(b) if pts.loc[b == C, "N"].nunique() >= 3]
+    assert rc == 0 and doc["budget"] == pytest.approx(ok[-1])
+    assert doc["held_out_budgets"][0] == doc["budget"] and len(doc["held_out_budgets"]) > 1
+    assert doc["held_out_runs"] == int((b >= ok[-1]).sum())
+
+
+def test_drop_highest_reproduces_the_example_from_the_raw_csv(capsys, tmp_path):
+    from analysis.examples import read_data_file
+
+    raw = tmp_path / "chinchilla.csv"
+    read_data_file("chinchilla_epoch2024.csv").to_csv(raw, index=False)
+    args = ["--approach", "3", "--bootstrap-a3", "0", "--json"]
+    assert run(["fit", str(raw), "--drop-highest", "5", *args]) == 0
+    dropped = json.loads(capsys.readouterr().out)
+    assert run(["fit", "--example", "chinchilla", *args]) == 0
+    example = json.loads(capsys.readouterr().out)
+    assert dropped["n_runs"] == example["n_runs"] == 240
+    for key in ("E", "A", "B", "alpha", "beta"):
+        assert dropped["approach3"][key] == pytest.approx(example["approach3"][key], rel=1e-6)
+    assert any("--drop-highest 5" in n for n in dropped["notes"])
+    assert run(["fit", "--example", "chinchilla", "--drop-highest", "0", *args]) == 0
+    assert json.loads(capsys.readouterr().out)["n_runs"] == 245
+
+
+def test_plan_label_is_readable_and_inference_intervals_printed(capsys, tmp_path):
+    fit = tmp_path / "fit.json"
+    doc = {
+        "source": "demo",
+        "conventions": {"params": "nonemb", "flops": "6ND"},
+        "approach3": {
+            "E": 1.8,
+            "A": 480.0,
+            "B": 2100.0,
+            "alpha": 0.35,
+            "beta": 0.37,
+            "bootstrap_samples": {
+                "rows": (
+                    np.array([1.8, 480.0, 2100.0, 0.35, 0.37])
+                    * np.exp(0.01 * np.random.default_rng(0).standard_normal((40, 5)))
+                ).tolist()
+            },
+        },
+    }
+    fit.write_text(json.dumps(doc))
+    assert run(["plan", "--budget", "1e22", "--fit", str(fit), "--inference-tokens", "1e12"]) == 0
+    text = capsys.readouterr().out
+    assert f"lab fit from {fit} (demo; N = non-embedding parameters; C = 6 N D)" in text
+    assert "{" not in text
+    after = text.split("inference tokens")[1].splitlines()
+    for name in ("N ", "D ", "tokens/param"):
+        (line,) = [x for x in after if x.startswith(name)]
+        assert "95% CI [" in line
+    assert any(x.startswith("total FLOPs  95% CI [") for x in after)
+
+
+def test_bootstrap_help_names_every_fit_it_sets(capsys):
+    with pytest.raises(SystemExit):
+        run(["fit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "frontier" in text.split("--bootstrap R ")[1].split("--bootstrap-a3")[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from importlib import resources
 
 import numpy as np
@@ -134,3 +135,37 @@ def test_reference_fits_are_the_published_numbers():
     )
     assert fits["kaplan2020"]["N_c"] == 8.8e13 and fits["kaplan2020"]["alpha_D"] == 0.095
     assert all("citation" in f for f in fits.values())
+
+
+def test_given_c_kept_when_consistent_replaced_with_warning_when_not():
+    N, D = np.array([1e8, 2e8, 4e8]), np.array([1e10, 5e9, 2.5e9])
+    near = 6 * N * D * np.array([1.004, 0.997, 1.0])  # rounding: kept as given
+    ds = from_frame(pd.DataFrame({"N": N, "D": D, "FLOPs": near, "loss": [3.0, 2.9, 2.95]}))
+    np.testing.assert_array_equal(ds.points["C"], near)
+    assert not any("6ND" in w for w in ds.warnings)
+    off = near * np.array([1.0, 1.3, 1.0])  # row 2 is not 6ND: the convention wins, loudly
+    ds = from_frame(pd.DataFrame({"N": N, "D": D, "FLOPs": off, "loss": [3.0, 2.9, 2.95]}))
+    np.testing.assert_allclose(ds.points["C"], [near[0], 6 * N[1] * D[1], near[2]])
+    (w,) = [w for w in ds.warnings if "differs from 6ND" in w]
+    assert "'FLOPs'" in w and "1 of 3 rows" in w and "used C = 6ND" in w
+
+
+def test_drop_highest_leaves_out_runs_and_records_them():
+    from analysis.loading import drop_highest
+
+    df = pd.DataFrame({"N": [1e8, 2e8, 3e8, 4e8], "D": [1e9] * 4, "loss": [3.0, 9.0, 2.0, 8.0]})
+    ds = drop_highest(from_frame(df), 2)
+    assert sorted(ds.points["loss"]) == [2.0, 3.0]
+    assert "--drop-highest 2" in ds.notes[-1] and "row1" in ds.notes[-1]
+    with pytest.raises(AnalysisError, match="--drop-highest"):
+        drop_highest(from_frame(df), 4)
+
+
+def test_samples_json_read_or_warned_about(tmp_path):
+    d = _runner_dir(tmp_path)
+    item = {"budget": 6e16, "run_id": "r0", "N": 1e7, "D": 1e9, "loss": 4.0, "role": "optimal"}
+    (d / "samples.json").write_text(json.dumps([{**item, "prompt": "a", "completion": "b"}]))
+    assert load(d).samples[0]["completion"] == "b"
+    (d / "samples.json").write_text(json.dumps([{**item, "role": "best"}]))
+    ds = load(d)
+    assert ds.samples is None and any("samples.json ignored" in w for w in ds.warnings)
