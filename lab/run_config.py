@@ -61,7 +61,7 @@ class RunConfig:
     seed: int = 0
     steps_per_call: int = 1
     eval_fractions: tuple[float, ...] = default_eval_fractions()
-    eval_batches: int = 8
+    eval_batches: int = 4
     eval_batch_size: int = 32
     checkpoint_every_steps: int = 0  # 0: only by wall time and at preemption
     checkpoint_every_seconds: float = 300.0

@@ -1,0 +1,196 @@
+"""Training throughput and MFU of the lab's train step on this machine's devices.
+
+    python bench/throughput.py                                  # ~1M and ~10M, ctx 128, batch 32
+    python bench/throughput.py --sizes 125m --ctx 1024 --batch 32 --dtype bfloat16   # GPU
+
+First measures the device's matmul peak in this process (best jnp.dot of large square
+matrices in the compute dtype), then for each model size compiles the train step
+(steps_per_call steps per call, lax.scan), runs warm-up calls, and times the rest.
+Reports tokens/s, achieved FLOP/s with the detailed "causal" count (the useful work of causal
+attention, `ModelConfig.flops_per_token("causal")`; the "full" T x T count is also given) and
+MFU = achieved / measured peak, and on GPU/TPU also / datasheet peak. Writes
+bench/results/throughput_<platform>.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lab.config import MeshConfig, OptimizerConfig
+from lab.device_peak import datasheet_peak
+from lab.optim import make_optimizer
+from lab.presets import model_for_params, preset
+from lab.sharding import make_mesh, stacked_batch_sharding
+from lab.train_step import init_train_state, make_train_step
+
+SIZES = {"1m": 1e6, "10m": 1e7}
+
+
+def make_peak_probe(dtype: str, n: int):
+    """A jitted n x n matmul on the default device; returns a function giving its FLOP/s."""
+    a = jnp.ones((n, n), dtype)
+    b = jnp.ones((n, n), dtype) * 0.5
+    dot = jax.jit(jnp.dot)
+    dot(a, b).block_until_ready()
+
+    def probe(repeats: int) -> float:
+        best = 0.0
+        for _ in range(repeats):
+            start = time.perf_counter()
+            dot(a, b).block_until_ready()
+            best = max(best, 2 * n**3 / (time.perf_counter() - start))
+        return best
+
+    return probe
+
+
+def measure_peak(dtype: str, sizes: tuple[int, ...], repeats: int = 5) -> float:
+    """Best FLOP/s of a jitted square matmul over a few sizes (one device)."""
+    return max(make_peak_probe(dtype, n)(repeats) for n in sizes)
+
+
+def bench_model(name: str, args: argparse.Namespace, probe) -> dict:
+    """Compile, warm up, then time `args.calls` calls; each call is preceded by a quick peak
+    probe, so MFU per call compares with the peak under the same load (other processes on a
+    shared CPU slow both alike)."""
+    overrides = {"compute_dtype": args.dtype, "mlp": args.mlp}
+    if name in SIZES:
+        model = model_for_params(SIZES[name], ctx=args.ctx, **overrides)
+    else:
+        model = preset(name, **overrides)
+        model = type(model).from_dict({**model.to_dict(), "ctx": args.ctx})
+    mesh = make_mesh(MeshConfig(-1, 1, 1))
+    k = args.steps_per_call
+    optimizer, _ = make_optimizer(OptimizerConfig(peak_lr=1e-3), 10**6)
+    state, shardings = init_train_state(model, optimizer, mesh, jax.random.key(0))
+    step = make_train_step(model, optimizer, mesh, shardings, steps_per_call=k)
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, model.vocab_size, (k, args.batch, model.ctx + 1), dtype=np.int32)
+    batch = jax.device_put(tokens, stacked_batch_sharding(mesh))
+    start = time.perf_counter()
+    state, metrics = step(state, batch)
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
+    for _ in range(args.warmup_calls):
+        state, metrics = step(state, batch)
+    jax.block_until_ready(metrics)
+    times, probes = [], []
+    for _ in range(args.calls):
+        probes.append(probe(3))
+        start = time.perf_counter()
+        state, metrics = step(state, batch)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - start)
+    seconds = float(np.median(times))
+    tokens_per_s = k * args.batch * model.ctx / seconds
+    per_call_mfu = [
+        k * args.batch * model.ctx / t * model.flops_per_token("causal") / (p * jax.device_count())
+        for t, p in zip(times, probes, strict=True)
+    ]
+    return {
+        "name": name,
+        "model": model.to_dict(),
+        "num_params": model.num_params(),
+        "num_nonembedding_params": model.num_nonembedding_params(),
+        "batch_size": args.batch,
+        "steps_per_call": k,
+        "compile_plus_first_call_s": compile_s,
+        "step_time_s": seconds / k,
+        "tokens_per_s": tokens_per_s,
+        "flops_per_token_causal": model.flops_per_token("causal"),
+        "flops_per_token_full": model.flops_per_token("full"),
+        "achieved_flops_causal": tokens_per_s * model.flops_per_token("causal"),
+        "achieved_flops_full": tokens_per_s * model.flops_per_token("full"),
+        "call_times_s": times,
+        "peak_probe_flops_per_call": probes,
+        "mfu_per_call_vs_probe": per_call_mfu,
+        "mfu_median_vs_probe": float(np.median(per_call_mfu)),
+        "final_loss": float(metrics["loss"][-1]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1m,10m", help="comma list: 1m, 10m or preset names")
+    parser.add_argument("--ctx", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps-per-call", type=int, default=10)
+    parser.add_argument("--warmup-calls", type=int, default=1)
+    parser.add_argument("--calls", type=int, default=5)
+    parser.add_argument(
+        "--peak-sizes", default=None, help="matmul sizes for the peak, e.g. 1024,2048"
+    )
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--mlp", default="gelu", choices=("gelu", "swiglu"))
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args(argv)
+
+    device = jax.devices()[0]
+    n_devices = jax.device_count()
+    peak_sizes = (1024, 2048) if device.platform == "cpu" else (4096, 8192)
+    if args.peak_sizes:
+        peak_sizes = tuple(int(n) for n in args.peak_sizes.split(","))
+    load_before = os.getloadavg()[0]
+    peak = measure_peak(args.dtype, peak_sizes)
+    probe = make_peak_probe(args.dtype, peak_sizes[0])
+    sheet = datasheet_peak(device.device_kind, args.dtype) if device.platform != "cpu" else None
+    results = []
+    for name in args.sizes.split(","):
+        r = bench_model(name.strip(), args, probe)
+        r["mfu_vs_measured_peak"] = r["achieved_flops_causal"] / (peak * n_devices)
+        if sheet:
+            r["mfu_vs_datasheet_peak"] = r["achieved_flops_causal"] / (sheet * n_devices)
+        results.append(r)
+    report = {
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "device_count": n_devices,
+        "cpu_count": os.cpu_count(),
+        "host": platform.node(),
+        "jax_version": jax.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "dtype": args.dtype,
+        "flops_convention": "causal: detailed matmul count, causal attention as (T+1)/2 keys",
+        "measured_peak_flops_per_device": peak,
+        "load_average_1min_before_after": [load_before, os.getloadavg()[0]],
+        "datasheet_peak_flops_per_device": sheet,
+        "results": results,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"throughput_{device.platform}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"{device.device_kind} x{n_devices}, {args.dtype}, measured peak {peak / 1e9:.1f} GFLOP/s"
+    )
+    header = (
+        f"{'model':>6} {'params':>10} {'tokens/s':>10} {'GFLOP/s':>9} {'MFU':>6} {'MFU/probe':>9}"
+    )
+    print(header + ("  MFU(datasheet)" if sheet else ""))
+    for r in results:
+        line = (
+            f"{r['name']:>6} {r['num_params']:>10,} {r['tokens_per_s']:>10,.0f} "
+            f"{r['achieved_flops_causal'] / 1e9:>9.1f} {r['mfu_vs_measured_peak']:>6.1%} "
+            f"{r['mfu_median_vs_probe']:>9.1%}"
+        )
+        if sheet:
+            line += f"  {r['mfu_vs_datasheet_peak']:.1%}"
+        print(line)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
