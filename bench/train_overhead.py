@@ -119,9 +119,13 @@ def main() -> None:
     out = RESULTS / f"train_overhead_{platform}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
 
-    print(f"run: ~{args.params:.0e} params, {args.flops:.0e} FLOPs, {config['num_tokens']:,} tokens")
-    print(f"{'':12} {'wall s':>8} {'steps s':>8} {'setup':>7} {'compile':>8} {'eval':>6} "
-          f"{'ckpt':>6} {'overhead':>9} {'w/o eval':>9}")
+    print(
+        f"run: ~{args.params:.0e} params, {args.flops:.0e} FLOPs, {config['num_tokens']:,} tokens"
+    )
+    print(
+        f"{'':12} {'wall s':>8} {'steps s':>8} {'setup':>7} {'compile':>8} {'eval':>6} "
+        f"{'ckpt':>6} {'overhead':>9} {'w/o eval':>9}"
+    )
     for row in (cold, warm):
         print(
             f"{row['label']:12} {row['process_wall_s']:8.1f} {row['train_steps_s']:8.1f} "

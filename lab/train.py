@@ -108,7 +108,7 @@ def train(
         processes,
     )
     num_steps = config.num_steps
-    optimizer, schedule = make_optimizer(config.effective_optimizer(), num_steps)
+    optimizer, schedule = make_optimizer(config.effective_optimizer(), num_steps, config.model)
     state, shardings = init_train_state(config.model, optimizer, mesh, jax.random.key(config.seed))
     step_fns = {1: make_train_step(config.model, optimizer, mesh, shardings, steps_per_call=1)}
     if config.steps_per_call > 1:
@@ -138,7 +138,7 @@ def train(
     eval_steps = config.eval_steps()
     checkpoint_steps = _checkpoint_steps(config)
     boundaries = sorted(set(eval_steps) | checkpoint_steps)
-    meter = _StepMeter(metrics, config, schedule, flops_per_step, peak, started)
+    meter = _StepMeter(metrics, config, schedule, flops_per_step, peak)
     bar = Progress(num_steps, step, out.name, show_progress() if progress is None else progress)
     divergence: dict[str, Any] | None = None
     last_save = time.monotonic()
@@ -258,7 +258,14 @@ def _host_state(stream, step: int, train_seconds: float, meter: _StepMeter) -> d
 class _StepMeter:
     """Turns each chunk's device metrics into JSONL lines, one per step, once they are ready."""
 
-    def __init__(self, log, config, schedule, flops_per_step, peak, started) -> None:
+    def __init__(
+        self,
+        log: JsonlLog,
+        config: RunConfig,
+        schedule: Any,
+        flops_per_step: float,
+        peak: float,
+    ) -> None:
         self.log, self.config, self.schedule = log, config, schedule
         self.flops_per_step, self.peak = flops_per_step, peak
         self.pending: tuple[int, int, Any] | None = None
