@@ -100,13 +100,10 @@ def train(
         process_index=process,
         process_count=processes,
     )
-    eval_data = _local_rows(
-        corpus.eval_batches(
-            ctx=config.model.ctx, batch_size=config.eval_batch_size, num_batches=config.eval_batches
-        ),
-        process,
-        processes,
+    eval_rows = corpus.eval_batches(
+        ctx=config.model.ctx, batch_size=config.eval_batch_size, num_batches=config.eval_batches
     )
+    eval_set = global_batch_stack(_local_rows(eval_rows, process, processes), mesh)
     num_steps = config.num_steps
     optimizer, schedule = make_optimizer(config.effective_optimizer(), num_steps, config.model)
     state, shardings = init_train_state(config.model, optimizer, mesh, jax.random.key(config.seed))
@@ -115,7 +112,7 @@ def train(
         step_fns[config.steps_per_call] = make_train_step(
             config.model, optimizer, mesh, shardings, steps_per_call=config.steps_per_call
         )
-    eval_fn = make_eval_step(config.model, mesh, shardings)
+    eval_fn = make_eval_step(config.model, mesh, shardings, stacked=True)
 
     checkpoints = RunCheckpoints(out / "checkpoints", max_to_keep=config.keep_checkpoints)
     is_writer = jax.process_index() == 0  # one process writes the logs and the result
@@ -170,7 +167,7 @@ def train(
             bar.update(k, meter.last_loss)
             if step in eval_steps:
                 tic = time.perf_counter()
-                evals.write(_evaluate(eval_fn, state.params, eval_data, mesh, step, config))
+                evals.write(_evaluate(eval_fn, state.params, eval_set, step, config))
                 eval_seconds += time.perf_counter() - tic
             if save_due:
                 tic = time.perf_counter()
@@ -233,17 +230,14 @@ def _local_rows(batches: np.ndarray, process: int, processes: int) -> np.ndarray
     return batches[:, process * rows : (process + 1) * rows]
 
 
-def _evaluate(eval_fn, params, eval_data, mesh, step: int, config: RunConfig) -> dict[str, Any]:
-    total, count = 0.0, 0
-    for local in eval_data:
-        loss_sum, tokens = eval_fn(params, global_batch(local, mesh))
-        total += float(loss_sum)
-        count += int(tokens)
+def _evaluate(eval_fn, params, eval_set, step: int, config: RunConfig) -> dict[str, Any]:
+    """Mean held-out loss over the fixed eval set (already on device), in one call."""
+    loss_sum, tokens = jax.device_get(eval_fn(params, eval_set))
     return {
         "step": step,
         "tokens": step * config.tokens_per_step,
         "fraction": step / config.num_steps,
-        "loss": total / count,
+        "loss": float(loss_sum) / int(tokens),
     }
 
 

@@ -155,14 +155,26 @@ def make_train_step(
     )
 
 
-def make_eval_step(model: ModelConfig, mesh: Mesh, state_shardings: Any):
-    """Jitted (params, batch [B, ctx+1]) -> (sum of token losses f32, token count i32)."""
+def make_eval_step(model: ModelConfig, mesh: Mesh, state_shardings: Any, stacked: bool = False):
+    """Jitted (params, batch) -> (sum of token losses f32, token count i32).
+
+    batch: int32 [B, ctx+1], or with `stacked` a whole eval set [n, B, ctx+1] summed in one
+    call (lax.scan), so an eval point costs one dispatch instead of n.
+    """
 
     def eval_step(params: Any, batch_BxT1: jax.Array) -> tuple[jax.Array, jax.Array]:
         return _sum_loss(params, model, batch_BxT1, LOGICAL_AXIS_RULES, mesh)
 
+    def eval_stack(params: Any, batches_NxBxT1: jax.Array) -> tuple[jax.Array, jax.Array]:
+        def add(totals, batch_BxT1):
+            loss_sum, count = eval_step(params, batch_BxT1)
+            return (totals[0] + loss_sum, totals[1] + count), None
+
+        zeros = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+        return jax.lax.scan(add, zeros, batches_NxBxT1)[0]
+
     return jax.jit(
-        eval_step,
-        in_shardings=(state_shardings.params, batch_sharding_for(mesh, 2)),
+        eval_stack if stacked else eval_step,
+        in_shardings=(state_shardings.params, batch_sharding_for(mesh, 3 if stacked else 2)),
         out_shardings=(replicated(mesh), replicated(mesh)),
     )

@@ -78,6 +78,17 @@ def test_eval_step_sums_exactly(setup) -> None:
     assert float(total) / int(count) == pytest.approx(float(ref), rel=1e-5)
 
 
+def test_stacked_eval_sums_a_whole_eval_set_in_one_call(setup) -> None:
+    mesh, state, shardings, _, _ = setup
+    batches = _batches(3, seed=6)
+    evaluate = make_eval_step(CONFIG, mesh, shardings, stacked=True)
+    total, count = evaluate(state.params, jax.device_put(batches, stacked_batch_sharding(mesh)))
+    assert int(count) == 3 * 8 * CONFIG.ctx
+    params = jax.device_get(state.params)
+    ref = np.mean([float(loss_fn(params, CONFIG, batch)) for batch in batches])
+    assert float(total) / int(count) == pytest.approx(ref, rel=1e-5)
+
+
 def test_learns_a_repeating_pattern(setup) -> None:
     mesh, _, _, _, step = setup
     # 11 distinct tokens repeating: each next token is fully determined by the current one.
