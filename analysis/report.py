@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.loading import SAMPLE_ROLES
+from analysis.lr_report import lr_tables, save_lr_figures
 from analysis.pipeline import Analysis
 from analysis.plots import save_all
 from analysis.reference import TOKENS_PER_PARAM_RULE, get_reference
@@ -231,6 +232,7 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
         )
     if ds.samples:
         out.append(samples_table(ds.samples))
+    out.extend(lr_tables(ds.source))  # which LR policy produced the frontier (+ tuning)
     if an.warnings:
         out.append(("Warnings", ["warning"], [[w] for w in an.warnings]))
     prov = [[k, ", ".join(v)] for k, v in ds.provenance.items()]
@@ -286,6 +288,7 @@ def write_report(an: Analysis, out_dir: Path, holdout: dict | None = None) -> di
     """report.md, report.html (self-contained) and figures/*.png|svg under out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = save_all(an, out_dir / "figures")
+    figures.update(save_lr_figures(an.dataset.source, out_dir / "figures"))
     tabs = tables(an, holdout)
     md, page = out_dir / "report.md", out_dir / "report.html"
     md.write_text(to_markdown(tabs, figures, out_dir))

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from experiments.results import RESULTS_FILE, read_csv
+from lab.errors import ConfigError
 
 
 def run_demo(sweep: str, out: str, *, jobs: int = 0) -> int:
@@ -34,7 +35,12 @@ def run_demo(sweep: str, out: str, *, jobs: int = 0) -> int:
         )
         return 0
     from experiments import cli
+    from experiments.samples import write_samples
 
+    try:  # DIR/samples.json, which the report shows per budget; the fits do not need it
+        write_samples(out)
+    except ConfigError as error:
+        print(f"demo: no samples ({error})")
     code = cli.main(["report", out, "--out", report_dir])
     if code:
         print(f"demo: `scaling-lab report` exited with {code}; the results table:")

@@ -35,6 +35,9 @@ class GridPoint:
     flops_per_token: float  # in the sweep's convention
     budget_spent: float  # D * flops_per_token
     epochs: float | None  # D / unique train tokens of the corpus
+    tuning: bool = False  # an LR-tuning run (experiments.tuning), not part of the study
+    lr_policy: str = "fixed"  # "fixed", "lr_rule", "tuned", "mup" (or "tuning" for tuning runs)
+    lr_law: dict[str, float] | None = None  # the fitted LR_opt(N) a "tuned" run uses
 
     @property
     def model(self) -> ModelConfig:
@@ -72,7 +75,9 @@ class GridPoint:
             "budget": self.budget,
             "seed": self.seed,
             "extra_seed": self.extra_seed,
-            "tuning": False,
+            "tuning": self.tuning,
+            "lr_policy": self.lr_policy,
+            "lr_law": self.lr_law,
             "target_params": self.target_params,
             "flop_convention": convention,
             "budget_spent": self.budget_spent,
@@ -170,6 +175,16 @@ def run_config_for(spec: SweepSpec, model: ModelConfig, num_tokens: int, seed: i
         "data": dict(t["data"]),
     }
     return RunConfig.from_dict(table)
+
+
+def lr_policy(spec: SweepSpec) -> str:
+    """How the main runs' peak LR is chosen: tuned per size, muP, a preset rule, or fixed."""
+    if spec.tuning is not None:
+        return "tuned"
+    if spec.template["model"].get("parameterization") == "mup":
+        return "mup"
+    rule = spec.template["run"].get("lr_rule")
+    return "lr_rule" if rule and rule.get("exponent", 0.0) else "fixed"
 
 
 def solve_grid(
@@ -275,6 +290,7 @@ def _point(
     config = run_config_for(spec, model, num_tokens, seed)
     per_token = model.flops_per_token(spec.counting_convention)
     return GridPoint(
+        lr_policy=lr_policy(spec),
         run_id=make_run_id(budget, model.num_params(), seed, config.config_hash()),
         budget=budget,
         seed=seed,

@@ -84,8 +84,14 @@ def measure_throughput(grid: Grid, log: Callable[[str], None] = print) -> Throug
     return Throughput(tuple(sorted(measured)), max(overheads), "measured on this device")
 
 
-def plan_table(spec: SweepSpec, grid: Grid, throughput: Throughput | None) -> str:
-    """The grid, one line per run, then totals and the dropped points with reasons."""
+def plan_table(
+    spec: SweepSpec,
+    grid: Grid,
+    throughput: Throughput | None,
+    tuning: tuple[GridPoint, ...] = (),
+) -> str:
+    """The grid, one line per run, then totals and the dropped points with reasons; then the
+    tuning stage's runs (if any) with their FLOPs as a fraction of the study's."""
     header = (
         f"{'budget':>8} {'N':>10} {'N_nonemb':>10} {'D':>12} {'tok/N':>7} {'steps':>7} "
         f"{'epochs':>7} {'spent/C':>8} {'seed':>4} {'est.time':>9}  run_id"
@@ -125,4 +131,32 @@ def plan_table(spec: SweepSpec, grid: Grid, throughput: Throughput | None) -> st
         for d in grid.dropped:
             n = f"N={d.N:,}" if d.N else f"target {d.target_params:.3g}"
             lines.append(f"  budget {format_number(d.budget)}, {n}: {d.reason}")
+    if tuning:
+        lines.extend(tuning_lines(spec, grid, tuning, throughput))
     return "\n".join(lines)
+
+
+def tuning_lines(
+    spec: SweepSpec, grid: Grid, tuning: tuple[GridPoint, ...], throughput: Throughput | None
+) -> list[str]:
+    """The tuning stage: one line per run, then its FLOPs apart from (and relative to) the study."""
+    header = (
+        f"{'N':>10} {'peak_lr':>9} {'steps':>7} {'FLOPs':>10} {'seed':>4} {'est.time':>9}  run_id"
+    )
+    lines = ["", "tuning stage (runs first; main runs use the fitted LR_opt(N)):", header]
+    seconds = 0.0
+    for p in tuning:
+        run_s = throughput.run_seconds(p) if throughput else None
+        seconds += run_s or 0.0
+        lines.append(
+            f"{p.N:>10,} {p.config.peak_lr:>9.3g} {p.steps:>7,} {p.budget_spent:>10.3g} "
+            f"{p.seed:>4} {format_duration(run_s):>9}  {p.run_id}"
+        )
+    flops = sum(p.budget_spent for p in tuning)
+    study = grid.total_flops
+    lines.append(
+        f"tuning: {len(tuning)} runs, {flops:.3g} FLOPs ({spec.flop_convention}) = "
+        f"{flops / study:.1%} of the study's {study:.3g} FLOPs (reported apart from the budget)"
+        + (f"; estimated {format_duration(seconds)} on one worker" if throughput else "")
+    )
+    return lines

@@ -56,6 +56,8 @@ RESULT_COLUMNS = (
     "budget_spent",
     "flop_convention",
     "extra_seed",
+    "lr_policy",
+    "lr_law",
     "ctx",
     "n_layers",
     "d_model",
@@ -87,6 +89,11 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
+
+
+def _law_cell(law: dict[str, float] | None) -> str | None:
+    """The fitted LR law as compact JSON in one CSV cell (empty if the run used none)."""
+    return json.dumps(law, sort_keys=True, separators=(",", ":")) if law else None
 
 
 def result_row(point: dict[str, Any], result: dict[str, Any]) -> dict[str, str]:
@@ -127,6 +134,8 @@ def result_row(point: dict[str, Any], result: dict[str, Any]) -> dict[str, str]:
         "budget_spent": point.get("budget_spent"),
         "flop_convention": point.get("flop_convention"),
         "extra_seed": bool(point.get("extra_seed", False)),
+        "lr_policy": point.get("lr_policy"),
+        "lr_law": _law_cell(point.get("lr_law")),
         "ctx": result.get("ctx"),
         "n_layers": model.get("n_layers"),
         "d_model": model.get("d_model"),
@@ -151,6 +160,8 @@ def failure_row(point: dict[str, Any], failure: dict[str, Any]) -> dict[str, str
         budget_spent=_cell(point.get("budget_spent")),
         flop_convention=_cell(point.get("flop_convention")),
         extra_seed=_cell(bool(point.get("extra_seed", False))),
+        lr_policy=_cell(point.get("lr_policy")),
+        lr_law=_cell(_law_cell(point.get("lr_law"))),
         host=_cell(failure.get("host")),
         error=_cell(failure.get("message")),
     )

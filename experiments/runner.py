@@ -80,17 +80,53 @@ def run_sweep(sweep_path: str, out: str, options: RunnerOptions) -> WorkerReport
     # A parent of child jobs never starts JAX (the memory check would): children fork cleanly
     # and, on a GPU host, the parent holds no device memory. Each child checks memory itself.
     spec, grid = prepare(sweep_path, out, check_memory=options.jobs == 1)
-    options = dataclasses.replace(options, jobs=max(1, min(options.jobs, len(grid.points))))
+    stages = 1 if spec.tuning is None else 2
+    options = dataclasses.replace(
+        options, jobs=max(1, min(options.jobs, stages * len(grid.points)))
+    )
     if options.jobs > 1:
         from experiments.jobs import run_jobs
 
         code = run_jobs(out, options)
         rebuild_tables(out)
         return WorkerReport(exit_code=code)
-    report = worker_loop(out, spec, grid, options)
-    if _all_finished(out, grid):
+    report = WorkerReport()
+    if spec.tuning is not None:
+        grid, tuning = run_tuning_stage(out, spec, grid, options, report)
+        if grid is None:  # --no-wait and others still tune: nothing of the main stage yet
+            return report
+    main = worker_loop(out, spec, grid, options)
+    report.trained += main.trained
+    report.failed += main.failed
+    report.diverged += main.diverged
+    report.skipped += main.skipped
+    if _all_finished(out, grid) and (spec.tuning is None or _all_finished(out, tuning)):
         rebuild_tables(out)
     return report
+
+
+def run_tuning_stage(
+    out: str, spec: SweepSpec, grid: Grid, options: RunnerOptions, report: WorkerReport
+) -> tuple[Grid | None, Grid]:
+    """Train the tuning runs (waiting for other workers' ones), fit the LR law, and return the
+    main grid with its LRs (None if this worker may not wait and tuning is unfinished)."""
+    from experiments import tuning
+
+    tuning_grid = tuning.tuning_grid(spec, grid)
+    sweep_dir.write_plan(out, Grid(tuning_grid.points + grid.points, grid.dropped), spec)
+    first = worker_loop(out, spec, tuning_grid, options)
+    report.trained += first.trained
+    report.failed += first.failed
+    report.diverged += first.diverged
+    report.skipped += first.skipped
+    if not _all_finished(out, tuning_grid):
+        print("tuning runs still running on other workers; rerun to continue", flush=True)
+        return None, tuning_grid
+    law = tuning.resolve_law(out, list(tuning_grid.points))
+    main = tuning.apply_law(grid, law)
+    sweep_dir.write_plan(out, Grid(tuning_grid.points + main.points, grid.dropped), spec)
+    print(f"tuning done: {law.describe()}", flush=True)
+    return main, tuning_grid
 
 
 def execution_order(grid: Grid, worker: int, workers: int) -> list[GridPoint]:

@@ -1,4 +1,4 @@
-"""`scaling-lab sweep plan|run|status|table|verify` and `scaling-lab demo`.
+"""`scaling-lab sweep plan|run|status|table|verify|samples` and `scaling-lab demo`.
 
 Nothing here imports JAX at module level: the dispatcher loads this for every command.
 """
@@ -23,6 +23,7 @@ SWEEP_EPILOG = textwrap.dedent(
       scaling-lab sweep status runs/tiny
       scaling-lab sweep run cpu_study --out gs://bucket/study --worker 3 --workers 8
       scaling-lab sweep verify runs/tiny --runs 2
+      scaling-lab sweep samples runs/tiny --prompt "def main("
     """
 )
 
@@ -114,6 +115,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--runs", type=int, default=1, help="how many runs to re-run")
     verify.add_argument("--tolerance", type=float, help="allowed |loss difference|")
     verify.set_defaults(func=_verify)
+
+    samples = commands.add_parser(
+        "samples",
+        help="DIR/samples.json: per budget, the optimal, smallest and largest run complete a prompt",
+    )
+    samples.add_argument("dir")
+    samples.add_argument("--prompt", help="text to continue (default 'def '; '' for symbols)")
+    samples.add_argument("--max-new-tokens", type=int, default=64, help="tokens per sample")
+    samples.add_argument("--seed", type=int, default=0, help="sampling seed (same for all runs)")
+    samples.add_argument("--greedy", action="store_true", help="argmax instead of T=0.8, p=0.95")
+    samples.set_defaults(func=_samples)
     sweep.set_defaults(func=lambda args: (sweep.print_help(), 0)[1])
 
     demo = subparsers.add_parser(
@@ -158,7 +170,12 @@ def _plan(args: argparse.Namespace) -> int:
         throughput = fixed_throughput(args.throughput)
     elif not args.no_measure and grid.points:
         throughput = measure_throughput(grid, log=lambda m: print(m, file=sys.stderr))
-    print(plan_table(spec, grid, throughput))
+    tuning = ()
+    if spec.tuning is not None:
+        from experiments.tuning import tuning_points
+
+        tuning = tuple(tuning_points(spec, grid))
+    print(plan_table(spec, grid, throughput, tuning))
     return 0
 
 
@@ -226,6 +243,22 @@ def _table(args: argparse.Namespace) -> int:
 
     rows, curve_rows = rebuild_tables(args.dir)
     print(f"wrote {args.dir}/results.csv ({rows} runs) and curves.csv ({curve_rows} evals)")
+    return 0
+
+
+@_guard
+def _samples(args: argparse.Namespace) -> int:
+    from experiments.samples import DEFAULT_SAMPLING, write_samples
+    from lab.sampling import SamplingConfig
+
+    sampling = SamplingConfig(greedy=True) if args.greedy else DEFAULT_SAMPLING
+    write_samples(
+        args.dir,
+        prompt=args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        sampling=sampling,
+        seed=args.seed,
+    )
     return 0
 
 

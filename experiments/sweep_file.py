@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from experiments.tuning_spec import TuningSpec, parse_tuning
 from lab.config import MeshConfig, ModelConfig, OptimizerConfig
 from lab.errors import ConfigError
 from lab.units import pf_days_to_flops
@@ -84,6 +85,7 @@ class SweepSpec:
     template: dict[str, Any]
     description: str = ""
     expected_minutes: float | None = None
+    tuning: TuningSpec | None = None  # [tuning]: per-size LR sweep before the main runs
 
     @property
     def counting_convention(self) -> str:
@@ -133,11 +135,12 @@ def resolve_sweep_path(path: str | Path) -> Path:
 
 def parse_sweep(table: Mapping[str, Any], default_name: str = "sweep") -> SweepSpec:
     """Validate a parsed sweep table into a `SweepSpec`."""
-    unknown = sorted(set(table) - {"sweep", "run", "model", "optimizer", "data", "mesh"})
+    tables = {"sweep", "run", "model", "optimizer", "data", "mesh", "tuning"}
+    unknown = sorted(set(table) - tables)
     if unknown:
         raise SweepError(
             f"unknown table(s) {unknown} in the sweep file; use [sweep], [run], [model], "
-            "[optimizer], [data], [mesh]"
+            "[optimizer], [data], [mesh], [tuning]"
         )
     sweep = dict(_table(table, "sweep"))
     bad = sorted(set(sweep) - set(SWEEP_KEYS))
@@ -192,6 +195,7 @@ def parse_sweep(table: Mapping[str, Any], default_name: str = "sweep") -> SweepS
         template=_template(table, max_epochs),
         description=str(sweep.get("description", "")),
         expected_minutes=float(expected) if expected is not None else None,
+        tuning=parse_tuning(table["tuning"]) if "tuning" in table else None,
     )
 
 

@@ -1,4 +1,4 @@
-"""`lab`'s subcommands: info, data, train (sample joins with the decoding issue).
+"""`lab`'s subcommands: info, data, train, sample.
 
 Nothing here imports JAX at module level: the dispatcher loads this module for every
 command, including the analysis ones that must run without JAX.
@@ -31,7 +31,7 @@ TRAIN_EPILOG = textwrap.dedent(
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from lab import info_cmd
+    from lab import info_cmd, sample_cmd
     from lab.data import cmd as data_cmd
 
     info_cmd.register(subparsers)
@@ -71,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--local-devices", type=int, help="CPU only: fake devices per process (tests, rehearsal)"
     )
     train.set_defaults(func=_train)
+    sample_cmd.register(subparsers)
 
 
 def _train(args: argparse.Namespace) -> int:

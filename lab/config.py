@@ -20,6 +20,7 @@ POSITIONS = ("rope", "learned")
 MLPS = ("gelu", "swiglu")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 FLOP_CONVENTIONS = ("6N", "6N_nonemb", "causal", "full")
+PARAMETERIZATIONS = ("sp", "mup")
 MESH_AXES = ("data", "fsdp", "tensor")
 
 
@@ -77,6 +78,10 @@ class ModelConfig(_DictMixin):
 
     head_dim = d_model // n_heads. Params are always fp32; `compute_dtype` sets the matmul
     dtype; logits and loss are fp32.
+
+    parameterization: "sp" (standard) or "mup" (Yang et al. 2022, Tensor Programs V: widths
+    relative to `mup_base_width`; see `lab.mup`). The muP keys are left out of `to_dict` under
+    "sp", so standard configs hash exactly as before they existed.
     """
 
     n_layers: int
@@ -89,6 +94,8 @@ class ModelConfig(_DictMixin):
     mlp: str = "gelu"
     tied_embeddings: bool = True
     compute_dtype: str = "float32"
+    parameterization: str = "sp"
+    mup_base_width: int = 32
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "n_heads", "d_ff", "ctx"):
@@ -113,6 +120,14 @@ class ModelConfig(_DictMixin):
             raise ConfigError(
                 f"tied_embeddings must be true or false, got {self.tied_embeddings!r}"
             )
+        _check_choice("parameterization", self.parameterization, PARAMETERIZATIONS)
+        _check_int("mup_base_width", self.mup_base_width)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if self.parameterization == "sp" and self.mup_base_width == 32:
+            del out["parameterization"], out["mup_base_width"]  # hashes of SP configs unchanged
+        return out
 
     @property
     def head_dim(self) -> int:

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lab import mup
 from lab.config import ModelConfig
 
 Rules = tuple[tuple[str, Any], ...] | None
@@ -33,14 +34,15 @@ def init_stddevs(config: ModelConfig) -> dict[str, float]:
     """Normal init std of every parameter kind (fan-in scaling; residual outputs / sqrt(2L))."""
     d, f = config.d_model, config.d_ff
     residual = 1.0 / math.sqrt(2 * config.n_layers)
+    vector = mup.vector_init_std(config)  # muP: embeddings and readout constant in width
     return {
-        "embed": 1.0 / math.sqrt(d),  # tied readout then gives unit-variance logits at init
-        "pos_embed": 1.0 / math.sqrt(d),
+        "embed": vector or 1.0 / math.sqrt(d),  # tied readout: unit-variance logits at init
+        "pos_embed": vector or 1.0 / math.sqrt(d),
         "qkv": 1.0 / math.sqrt(d),
         "attn_out": residual / math.sqrt(d),
         "mlp_in": 1.0 / math.sqrt(d),
         "mlp_out": residual / math.sqrt(f),
-        "lm_head": 1.0 / math.sqrt(d),
+        "lm_head": vector or 1.0 / math.sqrt(d),
     }
 
 
@@ -76,11 +78,16 @@ class RMSNorm(nn.Module):
         return (x * scale).astype(self.dtype)
 
 
-def rope(x_BxTxHxK: jax.Array, base: float = 10000.0) -> jax.Array:
-    """Rotary position embedding (half-split / GPT-NeoX layout), angles in fp32."""
+def rope(x_BxTxHxK: jax.Array, base: float = 10000.0, offset: jax.Array | None = None) -> jax.Array:
+    """Rotary position embedding (half-split / GPT-NeoX layout), angles in fp32.
+
+    `offset`: absolute position of the first of the T tokens (KV-cache decoding); default 0."""
     t, k = x_BxTxHxK.shape[1], x_BxTxHxK.shape[-1]
     inv_freq = base ** (-jnp.arange(0, k, 2, dtype=jnp.float32) / k)
-    angles_TxK2 = jnp.arange(t, dtype=jnp.float32)[:, None] * inv_freq[None, :]
+    positions_T = jnp.arange(t, dtype=jnp.float32)
+    if offset is not None:
+        positions_T = positions_T + jnp.asarray(offset, jnp.float32)
+    angles_TxK2 = positions_T[:, None] * inv_freq[None, :]
     sin = jnp.sin(angles_TxK2)[None, :, None, :].astype(x_BxTxHxK.dtype)
     cos = jnp.cos(angles_TxK2)[None, :, None, :].astype(x_BxTxHxK.dtype)
     x1, x2 = jnp.split(x_BxTxHxK, 2, axis=-1)
@@ -100,7 +107,9 @@ class Attention(nn.Module, _Constrain):
     mesh: Any = None
 
     @nn.compact
-    def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+    def __call__(self, x_BxTxD: jax.Array, cache: Any = None, offset: Any = None) -> Any:
+        """y [B, T, D]; with a KV `cache` ({"k", "v"}: [B, S, H, K]) and the absolute position
+        `offset` of x's first token, (y, cache with these T keys/values written at offset)."""
         cfg, std = self.config, init_stddevs(self.config)
         dtype = jnp.dtype(cfg.compute_dtype)
         b, t, d = x_BxTxD.shape
@@ -110,30 +119,44 @@ class Attention(nn.Module, _Constrain):
         qkv_BxTx3xD = self.constrain(qkv_BxTx3xD, ("batch", "seq", None, "heads"))
         q, key, v = (qkv_BxTx3xD[:, :, i].reshape(b, t, h, k) for i in range(3))
         if cfg.position == "rope":
-            q, key = rope(q), rope(key)
-        out_BxTxHxK = self.attend(q, key, v)
+            q, key = rope(q, offset=offset), rope(key, offset=offset)
+        if cache is not None:  # decode: write the new keys/values, attend over the whole cache
+            at = (0, offset, 0, 0)
+            cache = {
+                "k": jax.lax.dynamic_update_slice(cache["k"], key.astype(cache["k"].dtype), at),
+                "v": jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), at),
+            }
+            key, v = cache["k"], cache["v"]
+        out_BxTxHxK = self.attend(q, key, v, offset)
         out_BxTxD = out_BxTxHxK.reshape(b, t, d)
         w_out = _param(self, "out", std["attn_out"], (d, d), ("heads", "embed"))
         y_BxTxD = jnp.dot(out_BxTxD, w_out.astype(dtype))
-        return self.constrain(y_BxTxD, ("batch", "seq", "embed"))
+        y_BxTxD = self.constrain(y_BxTxD, ("batch", "seq", "embed"))
+        return y_BxTxD if cache is None else (y_BxTxD, cache)
 
-    def attend(self, q_BxTxHxK: jax.Array, k_BxSxHxK: jax.Array, v_BxSxHxK: jax.Array):
-        """Causal softmax attention; scores and softmax in fp32, queries aligned to the end."""
+    def attend(
+        self, q_BxTxHxK: jax.Array, k_BxSxHxK: jax.Array, v_BxSxHxK: jax.Array, offset: Any = None
+    ):
+        """Causal softmax attention; scores and softmax in fp32, queries aligned to the end, or,
+        given `offset` (KV cache), query i at absolute position offset + i: later slots masked."""
         names = ("batch", "seq", "heads", "kv")
         q_BxTxHxK = self.constrain(q_BxTxHxK, names)
         k_BxSxHxK = self.constrain(k_BxSxHxK, names)
         v_BxSxHxK = self.constrain(v_BxSxHxK, names)
         t, s, k = q_BxTxHxK.shape[1], k_BxSxHxK.shape[1], q_BxTxHxK.shape[-1]
-        if t == s and _use_fused_attention(q_BxTxHxK.dtype):
+        if offset is None and t == s and _use_fused_attention(q_BxTxHxK.dtype):
+            scale = mup.attention_scale(self.config) if mup.is_mup(self.config) else None
             out_BxTxHxK = jax.nn.dot_product_attention(
-                q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, is_causal=True
+                q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, scale=scale, is_causal=True
             )
             return self.constrain(out_BxTxHxK, names)
-        q_BxTxHxK = q_BxTxHxK * jnp.asarray(1.0 / math.sqrt(k), q_BxTxHxK.dtype)  # T*K, not T*S
+        scale = 1.0 / k if mup.is_mup(self.config) else 1.0 / math.sqrt(k)  # muP: 1/head_dim
+        q_BxTxHxK = q_BxTxHxK * jnp.asarray(scale, q_BxTxHxK.dtype)  # T*K, not T*S
         scores_BxHxTxS = jnp.einsum(
             "bthk,bshk->bhts", q_BxTxHxK, k_BxSxHxK, preferred_element_type=jnp.float32
         )
-        causal_TxS = jnp.arange(t)[:, None] + (s - t) >= jnp.arange(s)[None, :]
+        start = s - t if offset is None else offset
+        causal_TxS = jnp.arange(t)[:, None] + start >= jnp.arange(s)[None, :]
         scores_BxHxTxS = jnp.where(causal_TxS, scores_BxHxTxS, jnp.finfo(jnp.float32).min)
         probs_BxHxTxS = jax.nn.softmax(scores_BxHxTxS, axis=-1).astype(v_BxSxHxK.dtype)
         out_BxTxHxK = jnp.einsum("bhts,bshk->bthk", probs_BxHxTxS, v_BxSxHxK)
@@ -170,11 +193,17 @@ class Block(nn.Module):
     mesh: Any = None
 
     @nn.compact
-    def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+    def __call__(self, x_BxTxD: jax.Array, cache: Any = None, offset: Any = None) -> Any:
         dtype = jnp.dtype(self.config.compute_dtype)
         kw = {"config": self.config, "rules": self.rules, "mesh": self.mesh}
-        x_BxTxD = x_BxTxD + Attention(**kw, name="attn")(RMSNorm(dtype, name="attn_norm")(x_BxTxD))
-        return x_BxTxD + Mlp(**kw, name="mlp")(RMSNorm(dtype, name="mlp_norm")(x_BxTxD))
+        attn = Attention(**kw, name="attn")
+        if cache is None:
+            x_BxTxD = x_BxTxD + attn(RMSNorm(dtype, name="attn_norm")(x_BxTxD))
+        else:
+            y_BxTxD, cache = attn(RMSNorm(dtype, name="attn_norm")(x_BxTxD), cache, offset)
+            x_BxTxD = x_BxTxD + y_BxTxD
+        x_BxTxD = x_BxTxD + Mlp(**kw, name="mlp")(RMSNorm(dtype, name="mlp_norm")(x_BxTxD))
+        return x_BxTxD if cache is None else (x_BxTxD, cache)
 
 
 class Table(nn.Module):
@@ -191,14 +220,19 @@ class Table(nn.Module):
 
 
 class Transformer(nn.Module, _Constrain):
-    """tokens int[B, T] -> logits f32[B, T, vocab]; T <= config.ctx."""
+    """tokens int[B, T] -> logits f32[B, T, vocab]; T <= config.ctx.
+
+    Decoding (lab.decode): `apply(params, tokens_BxT, cache=layers, offset=pos)` with `cache` a
+    list (one per layer) of {"k", "v"}: [B, S, H, K] and `offset` the absolute position of
+    tokens_BxT[:, 0] returns (logits, updated cache); the training forward is unchanged.
+    """
 
     config: ModelConfig
     rules: Rules = None
     mesh: Any = None
 
     @nn.compact
-    def __call__(self, tokens_BxT: jax.Array) -> jax.Array:
+    def __call__(self, tokens_BxT: jax.Array, cache: Any = None, offset: Any = None) -> Any:
         cfg, std = self.config, init_stddevs(self.config)
         dtype = jnp.dtype(cfg.compute_dtype)
         v, d, t = cfg.vocab_size, cfg.d_model, tokens_BxT.shape[1]
@@ -208,13 +242,24 @@ class Transformer(nn.Module, _Constrain):
             pos_CxD = Table(
                 "embedding", (cfg.ctx, d), (None, "embed"), std["pos_embed"], name="pos_embed"
             )()
-            x_BxTxD = x_BxTxD + pos_CxD[None, :t].astype(dtype)
+            if cache is None:
+                pos_TxD = pos_CxD[:t]
+            else:
+                pos_TxD = jax.lax.dynamic_slice_in_dim(pos_CxD, offset, t, axis=0)
+            x_BxTxD = x_BxTxD + pos_TxD[None].astype(dtype)
         x_BxTxD = self.constrain(x_BxTxD, ("batch", "seq", "embed"))
+        new_cache = []
         for i in range(cfg.n_layers):
-            x_BxTxD = Block(cfg, self.rules, self.mesh, name=f"block_{i}")(x_BxTxD)
+            block = Block(cfg, self.rules, self.mesh, name=f"block_{i}")
+            if cache is None:
+                x_BxTxD = block(x_BxTxD)
+            else:
+                x_BxTxD, layer_cache = block(x_BxTxD, cache[i], offset)
+                new_cache.append(layer_cache)
             x_BxTxD = self.constrain(x_BxTxD, ("batch", "seq", "embed"))
         x_BxTxD = RMSNorm(dtype, name="final_norm")(x_BxTxD)
-        return self.readout(x_BxTxD, embedding_VxD)
+        logits_BxTxV = self.readout(x_BxTxD, embedding_VxD)
+        return logits_BxTxV if cache is None else (logits_BxTxV, new_cache)
 
     def readout(self, x_BxTxD: jax.Array, embedding_VxD: jax.Array) -> jax.Array:
         """Unembedding to fp32 logits (tied: the embedding's transpose)."""
@@ -226,4 +271,6 @@ class Transformer(nn.Module, _Constrain):
             w_DxV = Table("kernel", shape, names, init_stddevs(cfg)["lm_head"], name="lm_head")()
         w_DxV = w_DxV.astype(jnp.dtype(cfg.compute_dtype))
         logits_BxTxV = jnp.dot(x_BxTxD, w_DxV, preferred_element_type=jnp.float32)
+        if mup.is_mup(cfg):  # muP readout multiplier d0/d; SP logits untouched
+            logits_BxTxV = logits_BxTxV * mup.readout_multiplier(cfg)
         return self.constrain(logits_BxTxV, ("batch", "seq", "vocab"))
