@@ -9,47 +9,22 @@ beyond the sampled sizes) and left out of the fit. The bootstrap resamples whole
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from analysis.allocation import AllocationLaw
 from analysis.bootstrap import DEFAULT_LEVEL, percentile_ci, resample_weights
 from analysis.errors import FitError
 from analysis.powerlaw import loglog_fit
 
 
-@dataclass
-class Approach1Fit:
+@dataclass(kw_only=True)
+class Approach1Fit(AllocationLaw):
     """Envelope points, N_opt ~ C^a and D_opt ~ C^b with bootstrap intervals."""
 
     envelope: pd.DataFrame  # C, loss, N, D, run_id, censored
-    a: float
-    b: float
-    log_kN: float
-    log_kD: float
-    ci: dict[str, list[float]] = field(default_factory=dict)
-    samples: dict[str, np.ndarray] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    diagnostics: dict[str, object] = field(default_factory=dict)
-    level: float = DEFAULT_LEVEL
-
-    def n_opt(self, C: float | np.ndarray) -> np.ndarray:
-        return np.exp(self.log_kN) * np.asarray(C, dtype=float) ** self.a
-
-    def d_opt(self, C: float | np.ndarray) -> np.ndarray:
-        return np.exp(self.log_kD) * np.asarray(C, dtype=float) ** self.b
-
-    def tokens_per_param(self, C: float) -> dict[str, float | list[float]]:
-        out: dict[str, float | list[float]] = {
-            "C": float(C),
-            "value": float(self.d_opt(C) / self.n_opt(C)),
-        }
-        if self.samples:
-            s = self.samples
-            ratio = np.exp(s["log_kD"] - s["log_kN"]) * float(C) ** (s["b"] - s["a"])
-            out["ci"] = list(percentile_ci(ratio, self.level))
-        return out
 
 
 def _interpolated(curves: pd.DataFrame, grid_G: np.ndarray) -> tuple:
@@ -118,7 +93,14 @@ def fit_approach1(
         )
     a, lkN = loglog_fit(grid_G, N_G[None, :])
     b, lkD = loglog_fit(grid_G, D_G[None, :])
-    fit = Approach1Fit(env, float(a[0]), float(b[0]), float(lkN[0]), float(lkD[0]), level=level)
+    fit = Approach1Fit(
+        envelope=env,
+        a=float(a[0]),
+        b=float(b[0]),
+        log_kN=float(lkN[0]),
+        log_kD=float(lkD[0]),
+        level=level,
+    )
     censored = int(np.sum(~use & np.isfinite(loss_RxG[best, np.arange(grid_G.size)])))
     if censored:
         fit.warnings.append(

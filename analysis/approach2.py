@@ -20,47 +20,22 @@ resample in which a frontier budget has no minimum fits its frontier line withou
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from analysis.allocation import AllocationLaw
 from analysis.bootstrap import DEFAULT_LEVEL, invalid_fraction, percentile_ci
 from analysis.errors import FitError
 from analysis.powerlaw import loglog_fit
 
 
-@dataclass
-class Approach2Fit:
+@dataclass(kw_only=True)
+class Approach2Fit(AllocationLaw):
     """Per-budget minima (`budgets`), the frontier power laws and their bootstrap."""
 
     budgets: pd.DataFrame
-    a: float
-    b: float
-    log_kN: float
-    log_kD: float
-    ci: dict[str, list[float]] = field(default_factory=dict)
-    samples: dict[str, np.ndarray] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    diagnostics: dict[str, object] = field(default_factory=dict)
-    level: float = DEFAULT_LEVEL
-
-    def n_opt(self, C: float | np.ndarray) -> np.ndarray:
-        return np.exp(self.log_kN) * np.asarray(C, dtype=float) ** self.a
-
-    def d_opt(self, C: float | np.ndarray) -> np.ndarray:
-        return np.exp(self.log_kD) * np.asarray(C, dtype=float) ** self.b
-
-    def tokens_per_param(self, C: float) -> dict[str, float | list[float]]:
-        out: dict[str, float | list[float]] = {
-            "C": float(C),
-            "value": float(self.d_opt(C) / self.n_opt(C)),
-        }
-        if self.samples:
-            s = self.samples
-            ratio = np.exp(s["log_kD"] - s["log_kN"]) * float(C) ** (s["b"] - s["a"])
-            out["ci"] = list(percentile_ci(ratio, self.level))
-        return out
 
 
 def budget_groups(points: pd.DataFrame, max_width_decades: float = 0.1) -> np.ndarray:
@@ -260,11 +235,11 @@ def fit_approach2(
     a, lkN = loglog_fit(C, table["N_opt"].to_numpy()[use][None, :])
     b, lkD = loglog_fit(C, table["D_opt"].to_numpy()[use][None, :])
     fit = Approach2Fit(
-        table,
-        float(a[0]),
-        float(b[0]),
-        float(lkN[0]),
-        float(lkD[0]),
+        budgets=table,
+        a=float(a[0]),
+        b=float(b[0]),
+        log_kN=float(lkN[0]),
+        log_kD=float(lkD[0]),
         warnings=warnings,
         level=level,
     )
