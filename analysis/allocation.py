@@ -40,6 +40,7 @@ class AllocationLaw:
         }
         if self.samples:
             s = self.samples
-            ratio = np.exp(s["log_kD"] - s["log_kN"]) * float(C) ** (s["b"] - s["a"])
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf: counted invalid
+                ratio = np.exp(s["log_kD"] - s["log_kN"]) * float(C) ** (s["b"] - s["a"])
             out["ci"] = list(percentile_ci(ratio, self.level))
         return out
