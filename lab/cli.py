@@ -24,7 +24,7 @@ TRAIN_EPILOG = textwrap.dedent(
     last checkpoint, or returns at once if it finished. SIGTERM checkpoints and exits 75.
 
     examples:
-      scaling-lab train --config experiments/configs/run_tiny.toml --out runs/tiny
+      scaling-lab train --config lab/configs/run_tiny.toml --out runs/tiny
       scaling-lab train --config run.toml --set num_tokens=1048576 --set seed=1 --out runs/s1
     """
 )
