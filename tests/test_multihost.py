@@ -72,6 +72,37 @@ def train_command(config: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
+def run_two_processes(command: list[str], timeout: float) -> list[subprocess.CompletedProcess]:
+    """`command` as processes 0 and 1 of a 2 x 4-CPU-device jax.distributed job."""
+    port = free_port()
+    processes = [
+        subprocess.Popen(
+            [
+                *command,
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+                "--local-devices",
+                "4",
+            ],
+            cwd=REPO,
+            env=base_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=timeout)[0] for p in processes]
+    return [
+        subprocess.CompletedProcess(p.args, p.returncode, out)
+        for p, out in zip(processes, outputs, strict=True)
+    ]
+
+
 def losses(out: Path) -> tuple[np.ndarray, float, int]:
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     result = json.loads((out / "result.json").read_text())
@@ -91,32 +122,9 @@ def test_two_processes_of_four_devices_match_one_of_eight(tmp_path: Path) -> Non
         train_command(config, single), cwd=REPO, env=env, check=True, capture_output=True
     )
 
-    multi, port = tmp_path / "multi", free_port()
-    processes = [
-        subprocess.Popen(
-            train_command(
-                config,
-                multi,
-                "--coordinator",
-                f"127.0.0.1:{port}",
-                "--num-processes",
-                "2",
-                "--process-id",
-                str(i),
-                "--local-devices",
-                "4",
-            ),
-            cwd=REPO,
-            env=base_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    outputs = [p.communicate(timeout=180)[0] for p in processes]
-    for process, output in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, output[-3000:]
+    multi = tmp_path / "multi"
+    for process in run_two_processes(train_command(config, multi), timeout=180):
+        assert process.returncode == 0, process.stdout[-3000:]
 
     single_steps, single_final, single_devices = losses(single)
     multi_steps, multi_final, multi_devices = losses(multi)
@@ -159,33 +167,11 @@ def test_a_sweep_over_two_processes_trains_each_run_once_on_all_devices(tmp_path
     """`sweep run --coordinator ...` on each process: process 0 claims, both train every run."""
     sweep = tmp_path / "sweep.toml"
     sweep.write_text(SWEEP)
-    out, port = tmp_path / "out", free_port()
+    out = tmp_path / "out"
     command = [sys.executable, "-m", "experiments.cli", "sweep", "run", str(sweep), "--out"]
-    processes = [
-        subprocess.Popen(
-            [
-                *command,
-                str(out),
-                "--coordinator",
-                f"127.0.0.1:{port}",
-                "--num-processes",
-                "2",
-                "--process-id",
-                str(i),
-                "--local-devices",
-                "4",
-                "--no-progress",
-            ],
-            cwd=REPO,
-            env=base_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    outputs = [p.communicate(timeout=300)[0] for p in processes]
-    assert all(p.returncode == 0 for p in processes), outputs[0][-2000:] + outputs[1][-2000:]
+    first, second = run_two_processes([*command, str(out), "--no-progress"], timeout=300)
+    outputs = [first.stdout, second.stdout]
+    assert first.returncode == second.returncode == 0, outputs[0][-2000:] + outputs[1][-2000:]
     finished = [line for line in outputs[0].splitlines() if line.startswith("[w0]")]
     assert len(finished) == 2 and not any(line.startswith("[w") for line in outputs[1].splitlines())
     for result in out.glob("runs/*/result.json"):
