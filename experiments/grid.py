@@ -17,7 +17,7 @@ from typing import Any
 from experiments.sweep_file import SweepSpec
 from lab import presets
 from lab.config import ModelConfig
-from lab.run_config import RunConfig
+from lab.run_config import RunConfig, ScalingRule
 
 MemoryCheck = Callable[[ModelConfig, int], str | None]
 
@@ -177,6 +177,16 @@ def run_config_for(spec: SweepSpec, model: ModelConfig, num_tokens: int, seed: i
     return RunConfig.from_dict(table)
 
 
+def batch_for(spec: SweepSpec, model: ModelConfig) -> int:
+    """The batch a model trains with: the template's, scaled by its `batch_rule` if any."""
+    run = spec.template["run"]
+    base = run.get("batch_size", 8)
+    rule = run.get("batch_rule")
+    if not rule:
+        return base
+    return ScalingRule(**rule).batch_size(base, model.num_params(), run.get("batch_multiple", 8))
+
+
 def lr_policy(spec: SweepSpec) -> str:
     """How the main runs' peak LR is chosen: tuned per size, muP, a preset rule, or fixed."""
     if spec.tuning is not None:
@@ -195,7 +205,6 @@ def solve_grid(
     memory_check: MemoryCheck | None = None,
 ) -> Grid:
     """Every kept point (budget ascending, then N, then seed) and every dropped one."""
-    batch = spec.template["run"].get("batch_size", 8)
     points: list[GridPoint] = []
     dropped: list[DroppedPoint] = []
     for budget in spec.budgets:
@@ -221,6 +230,7 @@ def solve_grid(
                 )
                 continue
             seen[key] = target
+            batch = batch_for(spec, model)
             tokens_per_step = batch * model.ctx
             per_token = model.flops_per_token(spec.counting_convention)
             steps = max(1, round(budget / per_token / tokens_per_step))
@@ -228,11 +238,11 @@ def solve_grid(
             if reason:
                 dropped.append(DroppedPoint(budget, target, n, reason))
                 continue
-            kept[key] = (target, model, steps)
+            kept[key] = (target, model, steps * tokens_per_step)
         center = spec.center_params(budget)
         by_distance = sorted(kept.values(), key=lambda v: abs(math.log(v[1].num_params() / center)))
         near = {id(v[1]) for v in by_distance[: spec.extra_seeds_near_minimum]}
-        for target, model, steps in sorted(kept.values(), key=lambda v: v[1].num_params()):
+        for target, model, num_tokens in sorted(kept.values(), key=lambda v: v[1].num_params()):
             seeds = [(s, False) for s in spec.seeds]
             if id(model) in near:
                 seeds += [(s, True) for s in spec.extra_seeds]
@@ -243,7 +253,7 @@ def solve_grid(
                         budget,
                         target,
                         model,
-                        steps * batch * model.ctx,
+                        num_tokens,
                         seed,
                         extra,
                         train_tokens,
@@ -273,7 +283,7 @@ def _drop_reason(
                 f"{train_tokens:,} unique train tokens (use a larger corpus or raise max_epochs)"
             )
     if memory_check is not None:
-        return memory_check(model, spec.template["run"].get("batch_size", 8))
+        return memory_check(model, batch_for(spec, model))
     return None
 
 

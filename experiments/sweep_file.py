@@ -36,6 +36,8 @@ RUN_KEYS = (
     "divergence_factor",
     "peak_flops",
     "lr_rule",
+    "batch_rule",
+    "batch_multiple",
 )
 SWEEP_KEYS = (
     "name",

@@ -17,7 +17,7 @@ import warnings
 from typing import Any
 
 from analysis.lr_tuning import LrLaw, LrTuningError, fit_lr_law, picks_by_size
-from experiments.grid import Grid, GridPoint, format_number, run_config_for
+from experiments.grid import Grid, GridPoint, batch_for, format_number, run_config_for
 from experiments.sweep_file import SweepSpec
 from experiments.tuning_spec import TuningSpec, TuningSpecError
 from lab.atomic_io import as_path, read_json, write_json_atomic
@@ -49,9 +49,9 @@ def tuning_sizes(spec: SweepSpec, grid: Grid) -> list[ModelConfig]:
 def tuning_points(spec: SweepSpec, grid: Grid) -> list[GridPoint]:
     """Every tuning run: size x LR x seed, each `steps` long with its own cosine schedule."""
     tuning = _require(spec)
-    batch = spec.template["run"].get("batch_size", 8)
     points = []
     for model in tuning_sizes(spec, grid):
+        batch = batch_for(spec, model)
         per_token = model.flops_per_token(spec.counting_convention)
         steps = tuning.steps_for(per_token, batch * model.ctx)
         num_tokens = steps * batch * model.ctx

@@ -47,6 +47,11 @@ class ScalingRule:
     def apply(self, base: float, num_params: int) -> float:
         return base * (num_params / self.reference_params) ** self.exponent
 
+    def batch_size(self, base: int, num_params: int, multiple: int = 1) -> int:
+        """The rule's batch for a model: rounded to a multiple of `multiple` (>= multiple)."""
+        ways = max(1, round(self.apply(base, num_params) / multiple))
+        return ways * multiple
+
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
@@ -70,6 +75,17 @@ class RunConfig:
     divergence_factor: float = 2.0  # loss above factor * ln(vocab) after warmup = diverged
     peak_flops: float = 0.0  # device peak for MFU; 0 = measured (CPU) or datasheet (GPU/TPU)
     lr_rule: ScalingRule | None = None  # optional: peak LR scaled with model size
+    batch_rule: ScalingRule | None = None  # optional: batch size scaled with model size
+    batch_multiple: int = 8  # the batch rule rounds to this (data-parallel ways)
+
+    @property
+    def train_batch_size(self) -> int:
+        """The batch this run trains with: `batch_size`, scaled by `batch_rule` if set."""
+        if self.batch_rule is None:
+            return self.batch_size
+        return self.batch_rule.batch_size(
+            self.batch_size, self.model.num_params(), self.batch_multiple
+        )
 
     @property
     def peak_lr(self) -> float:
@@ -81,16 +97,22 @@ class RunConfig:
         return dataclasses.replace(self.optimizer, peak_lr=self.peak_lr)
 
     def __post_init__(self) -> None:
-        for name in ("num_tokens", "batch_size", "steps_per_call", "eval_batches"):
+        for name in (
+            "num_tokens",
+            "batch_size",
+            "steps_per_call",
+            "eval_batches",
+            "batch_multiple",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        tokens_per_step = self.batch_size * self.model.ctx
+        tokens_per_step = self.tokens_per_step
         if self.num_tokens % tokens_per_step:
             lower = self.num_tokens // tokens_per_step * tokens_per_step
             raise ConfigError(
                 f"num_tokens={self.num_tokens} is not a whole number of steps of "
-                f"batch_size*ctx = {tokens_per_step} tokens; use {lower or tokens_per_step} "
+                f"batch*ctx = {tokens_per_step} tokens; use {lower or tokens_per_step} "
                 f"or {lower + tokens_per_step}"
             )
         fractions = self.eval_fractions
@@ -109,7 +131,7 @@ class RunConfig:
 
     @property
     def tokens_per_step(self) -> int:
-        return self.batch_size * self.model.ctx
+        return self.train_batch_size * self.model.ctx
 
     @property
     def num_steps(self) -> int:
@@ -143,8 +165,9 @@ class RunConfig:
         data["optimizer"] = OptimizerConfig.from_dict(data.get("optimizer", {}))
         data["mesh"] = MeshConfig.from_dict(data.get("mesh", {}))
         data["data"] = DataConfig.from_dict(data.get("data", {}))
-        if data.get("lr_rule") is not None and not isinstance(data["lr_rule"], ScalingRule):
-            data["lr_rule"] = ScalingRule(**data["lr_rule"])
+        for rule in ("lr_rule", "batch_rule"):
+            if data.get(rule) is not None and not isinstance(data[rule], ScalingRule):
+                data[rule] = ScalingRule(**data[rule])
         if "eval_fractions" in data:
             data["eval_fractions"] = tuple(float(f) for f in data["eval_fractions"])
         if isinstance(data["num_tokens"], float) and data["num_tokens"].is_integer():

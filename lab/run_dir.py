@@ -75,7 +75,7 @@ def build_result(
         "D_requested": config.num_tokens,
         **compute(tokens),
         "steps": steps_done,
-        "batch_size": config.batch_size,
+        "batch_size": config.train_batch_size,
         "ctx": model.ctx,
         "peak_lr": config.peak_lr,
         "epochs": epochs,

@@ -89,12 +89,12 @@ def train(
             f"{corpus.tokenizer.vocab_size} ids; set model.vocab_size = {corpus.tokenizer.vocab_size}"
         )
     mesh = make_mesh(config.mesh)
-    check_fits(estimate_memory(config.model, config.mesh, config.batch_size))
+    check_fits(estimate_memory(config.model, config.mesh, config.train_batch_size))
 
     process, processes = jax.process_index(), jax.process_count()
     stream = corpus.train_stream(
         ctx=config.model.ctx,
-        batch_size=config.batch_size,
+        batch_size=config.train_batch_size,
         num_tokens=config.num_tokens,
         seed=config.seed,
         process_index=process,

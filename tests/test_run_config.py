@@ -106,3 +106,19 @@ def test_chunking_never_crosses_a_boundary_and_depends_only_on_step():
             replay.append(chunk_size(s, boundaries, 4))
             s += replay[-1]
         assert replay == chunks[i + 1 :]
+
+
+def test_batch_rule_scales_batch_with_model_size_in_whole_multiples():
+    n = MODEL.num_params()
+    rule = ScalingRule(reference_params=n / 4, exponent=0.5)  # 4x the reference: 2x the batch
+    config = RunConfig(
+        model=MODEL, num_tokens=8 * 16 * 10, batch_size=4, batch_rule=rule, batch_multiple=4
+    )
+    assert config.train_batch_size == 8
+    assert config.tokens_per_step == 8 * 16 and config.num_steps == 10
+    assert rule.batch_size(4, n, multiple=3) == 9  # 8 rounded to the nearest multiple of 3
+    assert ScalingRule(reference_params=n * 1e6, exponent=1.0).batch_size(4, n, 8) == 8
+    with pytest.raises(ConfigError, match="batch\\*ctx = 128 tokens"):
+        RunConfig(model=MODEL, num_tokens=4 * 16 * 3, batch_size=4, batch_rule=rule)
+    again = RunConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config and again.train_batch_size == 8

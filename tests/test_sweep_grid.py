@@ -176,3 +176,23 @@ def test_measured_step_times_interpolate_in_log_n() -> None:
     assert rate.step_seconds(SimpleNamespace(N=10**3.5)) == pytest.approx(10**0.5)
     assert rate.step_seconds(SimpleNamespace(N=10**4.5)) == pytest.approx(math.sqrt(200))
     assert rate.run_seconds(SimpleNamespace(N=10000, steps=3)) == pytest.approx(35.0)
+
+
+def test_batch_rule_gives_each_size_its_own_whole_batches():
+    from lab.run_config import ScalingRule
+
+    table = tomllib.loads((CONFIGS / "micro.toml").read_text())
+    table["run"]["batch_size"] = 8
+    table["run"]["batch_rule"] = {"reference_params": 1e4, "exponent": 0.5}
+    table["run"]["batch_multiple"] = 4
+    spec = parse_sweep(table)
+    grid = solve_grid(spec, vocab_size=16)
+    batches = set()
+    for point in grid.points:
+        n = point.config.model.num_params()
+        want = ScalingRule(1e4, 0.5).batch_size(8, n, 4)
+        assert point.config.train_batch_size == want
+        assert point.config.num_tokens % (want * point.config.model.ctx) == 0
+        assert abs(point.budget_spent - point.budget) <= point.flops_per_token * want * 16
+        batches.add(want)
+    assert len(batches) > 1
