@@ -40,17 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _registrars():
-    """Each package's `register`; imported here, but none of them imports JAX at module level."""
-    registrars = []
-    for module_name in ("lab.cli", "experiments.sweep_cli", "analysis.cli"):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ModuleNotFoundError as error:
-            if error.name != module_name:
-                raise
-            continue
-        registrars.append(module.register)
-    return registrars
+    """Each package's `register`; none of these modules imports JAX at module level."""
+    from analysis import cli as analysis_cli
+    from experiments import sweep_cli
+    from lab import cli as lab_cli
+
+    return [lab_cli.register, sweep_cli.register, analysis_cli.register]
 
 
 def main(argv: list[str] | None = None) -> int:
