@@ -117,7 +117,8 @@ def _source_args(p: argparse.ArgumentParser) -> None:
         help="Approach 2: keep minima at the edge in the frontier fit",
     )
     p.add_argument(
-        "--at", default="1e21,5.88e23", help="budgets for tokens/param (default 1e21,5.88e23)"
+        "--at",
+        help="budgets for tokens/param (default: a sweep's own budgets, else 1e21,5.88e23)",
     )
     p.add_argument(
         "--holdout-largest",
@@ -223,7 +224,7 @@ def _analyse(args: argparse.Namespace, approaches: tuple[str, ...]):
     from analysis.pipeline import run_fits
 
     try:
-        at = tuple(float(x) for x in args.at.split(",") if x.strip())
+        at = tuple(float(x) for x in args.at.split(",") if x.strip()) if args.at else None
     except ValueError as e:
         raise AnalysisError(
             f"--at takes comma-separated FLOP budgets, e.g. 1e21,5.88e23 ({e})"

@@ -36,6 +36,13 @@ class Analysis:
     at: tuple[float, ...] = DEFAULT_AT
 
 
+def default_at(ds: Dataset) -> tuple[float, ...]:
+    """A sweep's budgets when the data has them, else DEFAULT_AT."""
+    if ds.has_budgets:
+        return tuple(sorted({float(b) for b in ds.points["budget"]}))
+    return DEFAULT_AT
+
+
 def run_fits(
     ds: Dataset,
     approaches: tuple[str, ...] = ("1", "2", "3"),
@@ -44,9 +51,15 @@ def run_fits(
     seed: int = 0,
     k_nearest: int | None = None,
     include_edge: bool = False,
-    at: tuple[float, ...] = DEFAULT_AT,
+    at: tuple[float, ...] | None = None,
 ) -> Analysis:
-    """Fit what is asked and what the data support; record why the rest did not run."""
+    """Fit what is asked and what the data support; record why the rest did not run.
+
+    `at`: budgets for tokens/param; by default a sweep's own budgets (what the lab measured),
+    else Chinchilla's (1e21 and its 5.88e23).
+    """
+    if at is None:
+        at = default_at(ds)
     out = Analysis(ds, warnings=list(ds.warnings), at=tuple(at))
     pts = ds.points
     if "1" in approaches:

@@ -335,3 +335,14 @@ def test_bootstrap_help_names_every_fit_it_sets(capsys):
         run(["fit", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "frontier" in text.split("--bootstrap R ")[1].split("--bootstrap-a3")[0]
+
+
+def test_tokens_per_param_defaults_to_the_sweeps_own_budgets(capsys, sweep_dir):
+    rc = run(["fit", str(sweep_dir), "--approach", "3", "--json", "--bootstrap-a3", "50"])
+    document = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    budgets = [row["C"] for row in document["approach3"]["tokens_per_param"]]
+    assert budgets == [1e17, 1e18, 1e19, 1e20]
+    rc = run(["fit", "--example", "chinchilla", "--approach", "3", "--json", "--bootstrap-a3", "0"])
+    document = json.loads(capsys.readouterr().out)
+    assert [row["C"] for row in document["approach3"]["tokens_per_param"]] == [1e21, 5.88e23]
