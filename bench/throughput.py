@@ -23,37 +23,18 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.config import MeshConfig, OptimizerConfig
-from lab.device_peak import datasheet_peak
+from lab.device_peak import datasheet_peak, make_peak_probe
 from lab.optim import make_optimizer
 from lab.presets import model_for_params, preset
 from lab.sharding import make_mesh, stacked_batch_sharding
 from lab.train_step import init_train_state, make_train_step
 
 SIZES = {"1m": 1e6, "10m": 1e7}
-
-
-def make_peak_probe(dtype: str, n: int):
-    """A jitted n x n matmul on the default device; returns a function giving its FLOP/s."""
-    a = jnp.ones((n, n), dtype)
-    b = jnp.ones((n, n), dtype) * 0.5
-    dot = jax.jit(jnp.dot)
-    dot(a, b).block_until_ready()
-
-    def probe(repeats: int) -> float:
-        best = 0.0
-        for _ in range(repeats):
-            start = time.perf_counter()
-            dot(a, b).block_until_ready()
-            best = max(best, 2 * n**3 / (time.perf_counter() - start))
-        return best
-
-    return probe
 
 
 def measure_peak(dtype: str, sizes: tuple[int, ...], repeats: int = 5) -> float:
