@@ -49,8 +49,13 @@ def build_result(
     throughput: dict[str, float],
     peak: tuple[float, str],
     provenance: dict[str, Any],
+    true_entropy: float | None = None,
 ) -> dict[str, Any]:
-    """The run's record: loss, N and D and C in every convention, timing, provenance."""
+    """The run's record: loss, N and D and C in every convention, timing, provenance.
+
+    `true_entropy`: the corpus's entropy rate in nats/token when it is known (the synthetic
+    corpus), the floor the fitted irreducible loss E is checked against.
+    """
     model = config.model
     n_total, n_nonemb = model.num_params(), model.num_nonembedding_params()
     tokens = steps_done * config.tokens_per_step
@@ -79,6 +84,7 @@ def build_result(
         "ctx": model.ctx,
         "peak_lr": config.peak_lr,
         "epochs": epochs,
+        "true_entropy": true_entropy,
         "eval_curve": curve,
         "timing": timing,
         "throughput": throughput,

@@ -204,6 +204,7 @@ def train(
         },
         throughput=meter.summary(),
         peak=(peak, peak_source),
+        true_entropy=corpus.true_entropy,
         provenance=provenance.collect(
             config_hash=config.config_hash(),
             corpus_fingerprint=corpus.fingerprint,

@@ -1,0 +1,34 @@
+"""The CPU peak cache keeps the best reading: a low (busy-host) number is replaced, a higher
+one is never lowered."""
+
+import json
+import os
+
+import jax
+
+from lab.device_peak import device_peak_flops
+
+
+def _key() -> str:
+    cores = len(os.sched_getaffinity(0))
+    return f"{jax.devices()[0].device_kind}|float32|cores={cores}|{os.environ.get('XLA_FLAGS', '')}"
+
+
+def test_low_cached_peak_is_raised_by_the_recheck(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALING_LAB_CACHE", str(tmp_path))
+    (tmp_path / "device_peak.json").write_text(json.dumps({_key(): 1.0}))
+    peak, source = device_peak_flops("float32")
+    assert source == "measured" and peak > 1e8  # any CPU does 0.1 GFLOP/s
+    assert json.loads((tmp_path / "device_peak.json").read_text())[_key()] == peak
+
+
+def test_higher_cached_peak_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALING_LAB_CACHE", str(tmp_path))
+    (tmp_path / "device_peak.json").write_text(json.dumps({_key(): 1e30}))
+    assert device_peak_flops("float32") == (1e30, "measured")
+
+
+def test_first_measurement_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALING_LAB_CACHE", str(tmp_path))
+    peak, _ = device_peak_flops("float32")
+    assert json.loads((tmp_path / "device_peak.json").read_text()) == {_key(): peak}
