@@ -171,12 +171,14 @@ def fit_approach2(
     for C_b, m, logN, logD, loss, sizes, sel, fitted, resid in groups:
         xn, ln_min, coef_n = parabola_minima(logN, loss, sel[None, :].astype(float))
         xd, _, coef_d = parabola_minima(logD, loss, sel[None, :].astype(float))
-        own = resid[np.isfinite(resid)]
-        draw = own - own.mean() if own.size else pool - pool.mean()
-        y_star = fitted[None, :] + draw[rng.integers(0, draw.size, size=(boot, sel.sum()))]
-        ones = np.ones((boot, sel.sum()))
-        xn_b = parabola_minima(logN[sel], y_star, ones)[0] if boot else np.zeros(0)
-        xd_b = parabola_minima(logD[sel], y_star, ones)[0] if boot else np.zeros(0)
+        xn_b = xd_b = np.zeros(0)
+        if boot:
+            own = resid[np.isfinite(resid)]
+            draw = own - own.mean() if own.size else pool - pool.mean()
+            y_star = fitted[None, :] + draw[rng.integers(0, draw.size, size=(boot, sel.sum()))]
+            ones = np.ones((boot, sel.sum()))
+            xn_b = parabola_minima(logN[sel], y_star, ones)[0]
+            xd_b = parabola_minima(logD[sel], y_star, ones)[0]
         means = pd.Series(loss).groupby(logN).mean()
         best_size = means.idxmin()
         used = np.unique(logN[sel])

@@ -170,6 +170,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rep.add_argument(
         "--out", type=Path, required=True, metavar="REPORT_DIR", help="output directory"
     )
+    rep.add_argument(
+        "--markdown-only",
+        action="store_true",
+        help="report.md and PNG figures only (no HTML, no SVG): small enough to commit to docs/",
+    )
     rep.set_defaults(func=report_command)
     plan = subparsers.add_parser(
         "plan",
@@ -292,8 +297,9 @@ def report_command(args: argparse.Namespace) -> int:
     from analysis.report import write_report
 
     an, hold = _analyse(args, ("1", "2", "3"))
-    paths = write_report(an, args.out, hold)
-    print(f"wrote {paths['html']} and {paths['markdown']} (figures in {paths['figures']})")
+    paths = write_report(an, args.out, hold, markdown_only=args.markdown_only)
+    pages = " and ".join(str(paths[k]) for k in ("html", "markdown") if k in paths)
+    print(f"wrote {pages} (figures in {paths['figures']})")
     return 0
 
 

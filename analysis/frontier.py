@@ -83,11 +83,10 @@ def fit_frontier(
         slope, _ = loglog_fit(uniq, B)
         fit.ci["plain_exponent"] = list(percentile_ci(slope, level))
         if sat is not None:
-            gam = [
-                getattr(fit_saturating(uniq, B[r]), "gamma", np.nan)
-                for r in range(min(n_boot, 100))
-            ]
-            fit.ci["gamma"] = list(percentile_ci(np.array(gam), level))
+            fits = [fit_saturating(uniq, B[r], start=sat) for r in range(min(n_boot, 100))]
+            for key in ("gamma", "E"):
+                draws = np.array([getattr(f, key, np.nan) for f in fits])
+                fit.ci[key] = list(percentile_ci(draws, level))
     return fit
 
 

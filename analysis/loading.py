@@ -36,6 +36,7 @@ class Dataset:
     provenance: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     samples: list[dict] | None = None  # text samples of a sweep (samples.json), per budget
+    raw: pd.DataFrame | None = None  # the table as read, every row and column (cost, MFU, ...)
 
     @property
     def has_budgets(self) -> bool:
@@ -155,6 +156,7 @@ def from_frame(
     include_tuning: bool = False,
 ) -> Dataset:
     """A Dataset from any table; several rows per run make curves, the last of each the point."""
+    raw = df
     warnings: list[str] = []
     status_col = find_column(df, "status", mapping)
     if status_col is not None:
@@ -187,6 +189,7 @@ def from_frame(
         curves=curves,
         warnings=warnings,
         provenance=provenance,
+        raw=raw,
     )
 
 

@@ -100,10 +100,12 @@ def lr_tuning_figure(frame: pd.DataFrame) -> Figure | None:
     return fig
 
 
-def save_lr_figures(source: str, out_dir: Path) -> dict[str, list[Path]]:
+def save_lr_figures(
+    source: str, out_dir: Path, formats: tuple[str, ...] = ("png", "svg")
+) -> dict[str, list[Path]]:
     """figures/lr_tuning.png|svg when the source holds tuning runs."""
     from analysis.plots import save
 
     frame = results_frame(source)
     fig = lr_tuning_figure(frame) if frame is not None else None
-    return {"lr_tuning": save(fig, out_dir, "lr_tuning")} if fig is not None else {}
+    return {"lr_tuning": save(fig, out_dir, "lr_tuning", formats)} if fig is not None else {}

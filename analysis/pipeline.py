@@ -34,6 +34,7 @@ class Analysis:
     kaplan: dict[str, KaplanFit] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     at: tuple[float, ...] = DEFAULT_AT
+    options: dict[str, object] = field(default_factory=dict)  # Approach 2's, for refits
 
 
 def default_at(ds: Dataset) -> tuple[float, ...]:
@@ -61,6 +62,7 @@ def run_fits(
     if at is None:
         at = default_at(ds)
     out = Analysis(ds, warnings=list(ds.warnings), at=tuple(at))
+    out.options = dict(n_boot=n_boot, seed=seed, k_nearest=k_nearest, include_edge=include_edge)
     pts = ds.points
     if "1" in approaches:
         try:

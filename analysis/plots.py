@@ -23,12 +23,14 @@ REFERENCE_LINES = (
 )
 
 
-def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
-    """Write NAME.png and NAME.svg; returns both paths."""
+def save(
+    fig: Figure, out_dir: Path, name: str, formats: tuple[str, ...] = ("png", "svg")
+) -> list[Path]:
+    """Write NAME.png (first: the reports embed it) and NAME.svg; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
-    fig.savefig(paths[0], dpi=120, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    paths = [out_dir / f"{name}.{fmt}" for fmt in formats]
+    for path in paths:
+        fig.savefig(path, bbox_inches="tight", **({"dpi": 120} if path.suffix == ".png" else {}))
     return paths
 
 
@@ -231,7 +233,9 @@ FIGURES = {
 }
 
 
-def save_all(an: Analysis, out_dir: Path) -> dict[str, list[Path]]:
+def save_all(
+    an: Analysis, out_dir: Path, formats: tuple[str, ...] = ("png", "svg")
+) -> dict[str, list[Path]]:
     """Every figure the data allow, as PNG and SVG; returns name -> paths."""
     out = {}
     for name, make in FIGURES.items():
@@ -239,5 +243,5 @@ def save_all(an: Analysis, out_dir: Path) -> dict[str, list[Path]]:
             continue
         if name == "residuals" and an.approach3 is None:
             continue
-        out[name] = save(make(an), out_dir, name)
+        out[name] = save(make(an), out_dir, name, formats)
     return out

@@ -16,8 +16,11 @@ from analysis.lr_report import lr_tables, save_lr_figures
 from analysis.pipeline import Analysis
 from analysis.plots import save_all
 from analysis.reference import TOKENS_PER_PARAM_RULE, get_reference
+from analysis.study import study_tables
 
 Table = tuple[str, list[str], list[list[str]]]
+HOLDOUT_LOSS_TARGET = 0.02  # a held-out budget's optimal loss predicted within 2%
+HOLDOUT_N_TARGET = 1.5  # and its N_opt within a factor of 1.5
 
 
 def _g(x: float | None, digits: int = 4) -> str:
@@ -205,6 +208,10 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
                 _g(p["loss"]),
                 _g(m["loss"]),
                 f"{100 * p['loss_rel_error']:+.2f}%",
+                "yes"
+                if abs(p["loss_rel_error"]) <= HOLDOUT_LOSS_TARGET
+                and max(p["N_opt_ratio"], 1 / p["N_opt_ratio"]) <= HOLDOUT_N_TARGET
+                else "no",
             ]
             for k, p in holdout["predictions"].items()
         ]
@@ -226,10 +233,12 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
                     "loss predicted",
                     "measured",
                     "error",
+                    f"within {100 * HOLDOUT_LOSS_TARGET:.0f}% and {HOLDOUT_N_TARGET}x?",
                 ],
                 rows,
             )
         )
+    out.extend(study_tables(an))  # both conventions, E vs true entropy, cost and MFU
     if ds.samples:
         out.append(samples_table(ds.samples))
     out.extend(lr_tables(ds.source))  # which LR policy produced the frontier (+ tuning)
@@ -284,13 +293,22 @@ def to_html(tabs: list[Table], figures: dict[str, list[Path]]) -> str:
     return "\n".join(parts)
 
 
-def write_report(an: Analysis, out_dir: Path, holdout: dict | None = None) -> dict[str, Path]:
-    """report.md, report.html (self-contained) and figures/*.png|svg under out_dir."""
+def write_report(
+    an: Analysis, out_dir: Path, holdout: dict | None = None, markdown_only: bool = False
+) -> dict[str, Path]:
+    """report.md, report.html (self-contained) and figures/*.png|svg under out_dir.
+
+    `markdown_only`: report.md and PNGs alone, small enough to commit under a repo's docs/.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = save_all(an, out_dir / "figures")
-    figures.update(save_lr_figures(an.dataset.source, out_dir / "figures"))
+    formats = ("png",) if markdown_only else ("png", "svg")
+    figures = save_all(an, out_dir / "figures", formats)
+    figures.update(save_lr_figures(an.dataset.source, out_dir / "figures", formats))
     tabs = tables(an, holdout)
-    md, page = out_dir / "report.md", out_dir / "report.html"
+    md = out_dir / "report.md"
     md.write_text(to_markdown(tabs, figures, out_dir))
-    page.write_text(to_html(tabs, figures))
-    return {"markdown": md, "html": page, "figures": out_dir / "figures"}
+    paths = {"markdown": md, "figures": out_dir / "figures"}
+    if not markdown_only:
+        paths["html"] = out_dir / "report.html"
+        paths["html"].write_text(to_html(tabs, figures))
+    return paths
