@@ -96,7 +96,14 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
                 _ci(f.ci.get("a")),
                 _g(hof["beta"] / (hof["alpha"] + hof["beta"])),
                 _g(bes["beta"] / (bes["alpha"] + bes["beta"])),
-            ]
+            ],
+            [
+                "b",
+                _g(f.b),
+                _ci(f.ci.get("b")),
+                _g(hof["alpha"] / (hof["alpha"] + hof["beta"])),
+                _g(bes["alpha"] / (bes["alpha"] + bes["beta"])),
+            ],
         ]
         out.append(
             (

@@ -115,6 +115,22 @@ def test_cost_tables_sum_time_and_weight_mfu_by_training_time():
     assert sizes == sorted(sizes) and len(sizes) == df["N"].nunique()
 
 
+def test_mfu_of_every_run_is_put_over_the_best_peak_measured():
+    df = sweep_table()
+    df["wall_time_s"], df["train_time_s"], df["mfu"], df["peak_flops"] = 60.0, 30.0, 0.2, 1e11
+    df.loc[0, ["train_time_s", "mfu", "peak_flops"]] = [90.0, 0.4, 2e11]  # an idle-host reading
+    summary, per_size = cost_tables(analysed(df))
+    n = len(df)
+    expected = (0.4 * 90 + 0.1 * 30 * (n - 1)) / (90 + 30 * (n - 1))  # others: 0.2 * 1e11 / 2e11
+    assert float(summary[2][0][5]) == pytest.approx(expected, rel=1e-3)
+    assert "200 GFLOP/s" in per_size[0]
+    df.loc[0, "peak_flops"] = 5e11  # 5x the others: another setup, so each run's own peak
+    summary, per_size = cost_tables(analysed(df))
+    expected = (0.4 * 90 + 0.2 * 30 * (n - 1)) / (90 + 30 * (n - 1))
+    assert float(summary[2][0][5]) == pytest.approx(expected, rel=1e-3)
+    assert "each run's own measured peak" in per_size[0]
+
+
 def test_no_cost_table_without_timings(study):
     raw = study.dataset.raw
     study.dataset.raw = raw.drop(columns=["wall_time_s"])
