@@ -108,7 +108,7 @@ def test_cost_tables_sum_time_and_weight_mfu_by_training_time():
     assert rows["main runs"][3] == f"{wall / 60:.1f}"
     assert rows["main runs"][4] == f"{100 * train / wall:.0f}%"
     mfu = (0.4 * 90 + 0.2 * 30 * (n - 1)) / train
-    assert float(rows["main runs"][5]) == pytest.approx(mfu, rel=1e-3)
+    assert float(rows["main runs"][6]) == pytest.approx(mfu, rel=1e-3)
     assert rows["LR-tuning runs"][1] == "2" and rows["all"][1] == str(n + 2)
     assert float(rows["all"][2]) == pytest.approx(1e12 * (n + 2), rel=1e-3)
     sizes = [float(r[0]) for r in per_size[2]]
@@ -122,12 +122,14 @@ def test_mfu_of_every_run_is_put_over_the_best_peak_measured():
     summary, per_size = cost_tables(analysed(df))
     n = len(df)
     expected = (0.4 * 90 + 0.1 * 30 * (n - 1)) / (90 + 30 * (n - 1))  # others: 0.2 * 1e11 / 2e11
-    assert float(summary[2][0][5]) == pytest.approx(expected, rel=1e-3)
+    assert float(summary[2][0][6]) == pytest.approx(expected, rel=1e-3)
+    gflops = (0.4 * 200 * 90 + 0.2 * 100 * 30 * (n - 1)) / (90 + 30 * (n - 1))
+    assert float(summary[2][0][5]) == pytest.approx(gflops, rel=1e-3)  # mfu x own peak
     assert "200 GFLOP/s" in per_size[0]
     df.loc[0, "peak_flops"] = 5e11  # 5x the others: another setup, so each run's own peak
     summary, per_size = cost_tables(analysed(df))
     expected = (0.4 * 90 + 0.2 * 30 * (n - 1)) / (90 + 30 * (n - 1))
-    assert float(summary[2][0][5]) == pytest.approx(expected, rel=1e-3)
+    assert float(summary[2][0][6]) == pytest.approx(expected, rel=1e-3)
     assert "each run's own measured peak" in per_size[0]
 
 
