@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint format bench clean
+.PHONY: demo test test-slow study lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
+
+## study: the two CPU studies of docs/study (about 1.5 h on 2 cores; resumable), then their reports
+study: $(STAMP)
+	$(BIN)/scaling-lab sweep run cpu_study --out runs/cpu_study
+	$(BIN)/scaling-lab sweep samples runs/cpu_study --prompt "def "
+	$(BIN)/scaling-lab report runs/cpu_study --out docs/study/stdlib --holdout-largest --markdown-only
+	$(BIN)/scaling-lab sweep run cpu_study_synthetic --out runs/cpu_study_synthetic
+	$(BIN)/scaling-lab report runs/cpu_study_synthetic --out docs/study/synthetic --holdout-largest --markdown-only
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -117,7 +117,8 @@ def fit_kaplan(points: pd.DataFrame, variable: str = "N") -> KaplanFit:
         )
     law = fit_power_law(env["x"].to_numpy(), env["loss"].to_numpy())
     alpha = -law.exponent
-    X_c = law.coef ** (1.0 / alpha) if alpha > 0 else float("nan")
+    with np.errstate(over="ignore"):  # a nearly flat law puts X_c beyond float range: inf
+        X_c = float(np.exp(np.log(law.coef) / alpha)) if alpha > 0 else float("nan")
     return KaplanFit(
         variable,
         bool(alpha > 0),
