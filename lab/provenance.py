@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import socket
 import subprocess
@@ -64,5 +65,6 @@ def collect(
         "mesh": mesh_shape,
         "seed": seed,
         "host": socket.gethostname(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),  # thread setup: it orders float sums
         "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

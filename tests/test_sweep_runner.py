@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,6 +134,23 @@ def test_verify_reproduces_a_run_exactly(done: Path) -> None:
     output = finish(sweep("verify", str(done), "--runs", "1"))
     line = output.strip().splitlines()[-1].split()
     assert line[-1] == "yes" and float(line[3]) == 0.0  # |diff| bitwise zero on this machine
+
+
+def test_verify_names_the_flags_when_a_run_was_recorded_under_other_xla_flags(
+    done: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(done, copy)
+    run = copy / "runs" / read_plan(copy)["points"][0]["run_id"] / "result.json"
+    result = json.loads(run.read_text())
+    assert result["provenance"]["xla_flags"] == ""  # the tests' runner drops XLA_FLAGS
+    result["provenance"]["xla_flags"] = "--xla_cpu_multi_thread_eigen=false"
+    run.write_text(json.dumps(result))
+    output = finish(sweep("verify", str(copy), "--runs", "1"))
+    table, note = output.strip().splitlines()[-2:]
+    assert table.split()[-1] == "yes"
+    assert note.startswith(f"note: {run.parent.name}: recorded under XLA_FLAGS=")
+    assert "--xla_cpu_multi_thread_eigen=false" in note
 
 
 def test_a_run_that_raises_is_recorded_as_failed_and_not_retried(tmp_path) -> None:
