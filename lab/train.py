@@ -197,6 +197,7 @@ def train(
         timing={
             "setup_s": setup_seconds,
             "compile_and_first_steps_s": meter.compile_seconds,
+            "first_calls_steps_s": meter.first_calls_step_seconds(),
             "train_steps_s": meter.train_seconds + train_seconds,
             "eval_s": eval_seconds,
             "checkpoint_s": checkpoint_seconds,
@@ -268,6 +269,7 @@ class _StepMeter:
         self.compiled: set[int] = set()
         self.train_seconds = 0.0
         self.compile_seconds = 0.0
+        self.first_call_steps = 0  # steps trained inside the compiling first calls
         self.step_times: list[float] = []
         self.last_loss = math.nan
         self.limit = config.divergence_factor * math.log(config.model.vocab_size)
@@ -289,6 +291,7 @@ class _StepMeter:
         else:  # the first call of each chunk size includes its compilation
             self.compiled.add(k)
             self.compile_seconds += seconds * k
+            self.first_call_steps += k
         losses = np.atleast_1d(values["loss"])
         grad_norms = np.atleast_1d(values["grad_norm"])
         for i in range(k):
@@ -321,6 +324,11 @@ class _StepMeter:
             "flops_per_s": achieved,
             "mfu": achieved / self.peak,
         }
+
+    def first_calls_step_seconds(self) -> float:
+        """What the steps inside the compiling first calls cost as training, at the median
+        step time: `compile_and_first_steps_s` minus this is compilation alone."""
+        return self.first_call_steps * float(np.median(self.step_times)) if self.step_times else 0.0
 
     def summary(self) -> dict[str, float]:
         if not self.step_times:

@@ -79,6 +79,10 @@ def test_run_trains_exactly_d_tokens_and_records_everything(tmp_path, data_confi
     assert [p["step"] for p in result["eval_curve"]] == [6, 12, 24]
     assert [p["fraction"] for p in result["eval_curve"]] == [0.25, 0.5, 1.0]
     assert result["true_entropy"] == pytest.approx(load_corpus(data_config).true_entropy)
+    # Calls of 4 steps and of 1 (to land on the eval steps 6 and 12): the first call of each
+    # size compiles, and its 4 + 1 steps count as training at the median pace.
+    first = result["timing"]["first_calls_steps_s"]
+    assert first == pytest.approx(5 * result["throughput"]["median_step_time_s"])
     assert 0 < result["true_entropy"] < np.log(32)  # the language's entropy rate, recorded
     assert result["loss"] == result["eval_curve"][-1]["loss"]
     assert result["eval_curve"][-1]["loss"] < result["eval_curve"][0]["loss"]
