@@ -15,8 +15,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from analysis.lr_tuning import LrTuningError, fit_lr_law, picks_by_size, policy_sentence
-
-Table = tuple[str, list[str], list[list[str]]]
+from analysis.table_format import Table
 
 
 def results_frame(source: str) -> pd.DataFrame | None:

@@ -9,31 +9,16 @@ import html
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
 from analysis.loading import SAMPLE_ROLES
 from analysis.lr_report import lr_tables, save_lr_figures
 from analysis.pipeline import Analysis
 from analysis.plots import save_all
 from analysis.reference import TOKENS_PER_PARAM_RULE, get_reference
 from analysis.study import study_tables
+from analysis.table_format import Table, ci_text, fmt, has_ci
 
-Table = tuple[str, list[str], list[list[str]]]
 HOLDOUT_LOSS_TARGET = 0.02  # a held-out budget's optimal loss predicted within 2%
 HOLDOUT_N_TARGET = 1.5  # and its N_opt within a factor of 1.5
-
-
-def _g(x: float | None, digits: int = 4) -> str:
-    return "-" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
-
-
-def _has_ci(ci: list | None) -> bool:
-    """An interval with two finite ends (nan or None ends: not determined by the data)."""
-    return bool(ci) and all(x is not None and np.isfinite(x) for x in ci)
-
-
-def _ci(ci: list[float] | None, digits: int = 4) -> str:
-    return "-" if not _has_ci(ci) else f"[{_g(ci[0], digits)}, {_g(ci[1], digits)}]"
 
 
 def samples_table(samples: list[dict]) -> Table:
@@ -45,12 +30,12 @@ def samples_table(samples: list[dict]) -> Table:
 
     rows = [
         [
-            _g(num(s["budget"])),
+            fmt(num(s["budget"])),
             str(s["role"]),
             str(s["run_id"]),
-            _g(num(s["N"])),
-            _g(num(s["D"])),
-            _g(num(s["loss"])),
+            fmt(num(s["N"])),
+            fmt(num(s["D"])),
+            fmt(num(s["loss"])),
             str(s["prompt"]),
             str(s["completion"]),
         ]
@@ -75,9 +60,9 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
                 ["source", ds.source],
                 ["conventions", ds.conventions.describe()],
                 ["runs", str(len(pts))],
-                ["N range", f"{_g(pts['N'].min())} .. {_g(pts['N'].max())}"],
-                ["D range", f"{_g(pts['D'].min())} .. {_g(pts['D'].max())}"],
-                ["C range", f"{_g(pts['C'].min())} .. {_g(pts['C'].max())}"],
+                ["N range", f"{fmt(pts['N'].min())} .. {fmt(pts['N'].max())}"],
+                ["D range", f"{fmt(pts['D'].min())} .. {fmt(pts['D'].max())}"],
+                ["C range", f"{fmt(pts['C'].min())} .. {fmt(pts['C'].max())}"],
                 ["training curves", "yes" if ds.curves is not None else "no"],
                 *[["note", n] for n in ds.notes],
             ],
@@ -86,23 +71,23 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
     if an.approach3 is not None:
         f, hof, bes = an.approach3, get_reference("hoffmann"), get_reference("besiroglu")
         rows = [
-            [k, _g(f.params[k]), _ci(f.ci.get(k)), _g(hof[k]), _g(bes[k])]
+            [k, fmt(f.params[k]), ci_text(f.ci.get(k)), fmt(hof[k]), fmt(bes[k])]
             for k in ("E", "A", "B", "alpha", "beta")
         ]
         rows += [
             [
                 "a",
-                _g(f.a),
-                _ci(f.ci.get("a")),
-                _g(hof["beta"] / (hof["alpha"] + hof["beta"])),
-                _g(bes["beta"] / (bes["alpha"] + bes["beta"])),
+                fmt(f.a),
+                ci_text(f.ci.get("a")),
+                fmt(hof["beta"] / (hof["alpha"] + hof["beta"])),
+                fmt(bes["beta"] / (bes["alpha"] + bes["beta"])),
             ],
             [
                 "b",
-                _g(f.b),
-                _ci(f.ci.get("b")),
-                _g(hof["alpha"] / (hof["alpha"] + hof["beta"])),
-                _g(bes["alpha"] / (bes["alpha"] + bes["beta"])),
+                fmt(f.b),
+                ci_text(f.ci.get("b")),
+                fmt(hof["alpha"] / (hof["alpha"] + hof["beta"])),
+                fmt(bes["alpha"] / (bes["alpha"] + bes["beta"])),
             ],
         ]
         out.append(
@@ -123,20 +108,20 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
                     f"{name}: N_opt ~ C^a, D_opt ~ C^b",
                     ["exponent", "lab", "95% CI", "Hoffmann 2022"],
                     [
-                        ["a", _g(fit.a), _ci(fit.ci.get("a")), _g(r["a"])],
-                        ["b", _g(fit.b), _ci(fit.ci.get("b")), _g(r["b"])],
+                        ["a", fmt(fit.a), ci_text(fit.ci.get("a")), fmt(r["a"])],
+                        ["b", fmt(fit.b), ci_text(fit.ci.get("b")), fmt(r["b"])],
                     ],
                 )
             )
     if an.approach2 is not None:
         rows = [
             [
-                _g(r.budget),
+                fmt(r.budget),
                 str(r.n_runs),
-                _g(r.N_opt),
-                _ci(r.N_opt_ci),
-                _g(r.D_opt),
-                _g(r.loss_opt),
+                fmt(r.N_opt),
+                ci_text(r.N_opt_ci),
+                fmt(r.D_opt),
+                fmt(r.loss_opt),
                 "edge" if r.edge else "ok",
             ]
             for r in an.approach2.budgets.itertuples()
@@ -159,10 +144,10 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
             ci = t.get("ci")
             inside = (
                 "-"
-                if not _has_ci(ci)
+                if not has_ci(ci)
                 else ("yes" if ci[0] <= TOKENS_PER_PARAM_RULE <= ci[1] else "no")
             )
-            rows.append([label, _g(C), _g(t["value"]), _ci(ci), inside])
+            rows.append([label, fmt(C), fmt(t["value"]), ci_text(ci), inside])
     if rows:
         out.append(
             (
@@ -174,15 +159,19 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
     if an.frontier is not None:
         fr = an.frontier
         rows = [
-            ["plain: L = k C^p", f"p = {_g(fr.plain_exponent)}", _ci(fr.ci.get("plain_exponent"))]
+            [
+                "plain: L = k C^p",
+                f"p = {fmt(fr.plain_exponent)}",
+                ci_text(fr.ci.get("plain_exponent")),
+            ]
         ]
         if fr.saturating is not None:
             s = fr.saturating
             rows.append(
                 [
                     "L = E + (C0/C)^gamma",
-                    f"E = {_g(s.E)}, C0 = {_g(s.C0)}, gamma = {_g(s.gamma)}",
-                    _ci(fr.ci.get("gamma")),
+                    f"E = {fmt(s.E)}, C0 = {fmt(s.C0)}, gamma = {fmt(s.gamma)}",
+                    ci_text(fr.ci.get("gamma")),
                 ]
             )
         out.append(("Loss-vs-compute frontier", ["form", "fit", "95% CI (exponent)"], rows))
@@ -190,9 +179,9 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
     rows = [
         [
             f"L({v})",
-            _g(k.alpha) if k.supported else "not fitted",
-            _g(k.X_c) if k.supported else "-",
-            _g(kap["alpha_N" if v == "N" else "alpha_D"]),
+            fmt(k.alpha) if k.supported else "not fitted",
+            fmt(k.X_c) if k.supported else "-",
+            fmt(kap["alpha_N" if v == "N" else "alpha_D"]),
             k.reason,
         ]
         for v, k in an.kaplan.items()
@@ -209,11 +198,11 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
         rows = [
             [
                 k,
-                _g(p["N_opt"]),
-                _g(m["N_opt"]),
-                _g(p["N_opt_ratio"]),
-                _g(p["loss"]),
-                _g(m["loss"]),
+                fmt(p["N_opt"]),
+                fmt(m["N_opt"]),
+                fmt(p["N_opt_ratio"]),
+                fmt(p["loss"]),
+                fmt(m["loss"]),
                 f"{100 * p['loss_rel_error']:+.2f}%",
                 "yes"
                 if abs(p["loss_rel_error"]) <= HOLDOUT_LOSS_TARGET
@@ -224,8 +213,8 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
         ]
         out.append(
             (
-                f"Held-out largest budget with 3+ sizes: C = {_g(holdout['budget'])} "
-                f"({holdout['held_out_runs']} runs at C >= {_g(holdout['budget'])} held out, "
+                f"Held-out largest budget with 3+ sizes: C = {fmt(holdout['budget'])} "
+                f"({holdout['held_out_runs']} runs at C >= {fmt(holdout['budget'])} held out, "
                 f"{len(holdout['held_out_budgets'])} budget(s))"
                 + (
                     "; its measured minimum is at the edge of its sizes"

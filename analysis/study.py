@@ -22,22 +22,12 @@ from analysis.conventions import Conventions
 from analysis.errors import AnalysisError, FitError
 from analysis.loading import from_frame
 from analysis.pipeline import Analysis
+from analysis.table_format import Table, fmt, with_ci
 
-Table = tuple[str, list[str], list[list[str]]]
 ENTROPY_TOLERANCE = 0.05  # the study's target: fitted E within 5% of the true entropy
 # CPU peaks read on a busy host come out up to ~2x low; a wider spread means runs measured
 # different setups (thread counts, devices), which no single denominator describes.
 SAME_SETUP_PEAK_SPREAD = 2.0
-
-
-def _g(x: float | None, digits: int = 4) -> str:
-    return "-" if x is None or not np.isfinite(x) else f"{x:.{digits}g}"
-
-
-def _interval(value: float, ci: list[float] | None, digits: int = 3) -> str:
-    if not ci or not all(c is not None and np.isfinite(c) for c in ci):
-        return _g(value, digits)
-    return f"{_g(value, digits)} [{_g(ci[0], digits)}, {_g(ci[1], digits)}]"
 
 
 def _finished_runs(an: Analysis) -> pd.DataFrame | None:
@@ -85,11 +75,11 @@ def conventions_table(an: Analysis) -> Table | None:
         n_opt = float(fits["total"].n_opt(C))
         rows.append(
             [
-                _g(C),
-                _g(n_opt, 3),
-                _interval(total["value"], total.get("ci")),
-                _g(float(fits["nonemb"].n_opt(C)), 3),
-                _interval(nonemb["value"], nonemb.get("ci")),
+                fmt(C),
+                fmt(n_opt, 3),
+                with_ci(total["value"], total.get("ci")),
+                fmt(float(fits["nonemb"].n_opt(C)), 3),
+                with_ci(nonemb["value"], nonemb.get("ci")),
                 f"{100 * embedding_share(runs, n_opt):.0f}%",
             ]
         )
@@ -97,8 +87,8 @@ def conventions_table(an: Analysis) -> Table | None:
         rows.append(
             [
                 f"a, b ({name})",
-                _interval(fit.a, fit.ci.get("a")),
-                _interval(fit.b, fit.ci.get("b")),
+                with_ci(fit.a, fit.ci.get("a")),
+                with_ci(fit.b, fit.ci.get("b")),
                 "",
                 "",
                 "",
@@ -126,7 +116,7 @@ def entropy_table(an: Analysis) -> Table | None:
     def row(label: str, E: float, ci: list[float] | None) -> list[str]:
         rel = (E - H) / H
         verdict = "yes" if abs(rel) <= ENTROPY_TOLERANCE else "no"
-        return [label, _interval(E, ci, 4), _g(H), f"{100 * rel:+.2f}%", verdict]
+        return [label, with_ci(E, ci, 4), fmt(H), f"{100 * rel:+.2f}%", verdict]
 
     if an.approach3 is not None:
         f = an.approach3
@@ -134,8 +124,8 @@ def entropy_table(an: Analysis) -> Table | None:
     if an.frontier is not None and an.frontier.saturating is not None:
         rows.append(row("frontier: E of L(C)", an.frontier.saturating.E, an.frontier.ci.get("E")))
     best = float(an.dataset.points["loss"].min())
-    rows.append(["lowest measured loss (an upper bound on E)", _g(best), _g(H)])
-    rows[-1] += [f"{100 * (best - H) / H:+.2f}%", "-"]
+    lowest = "lowest measured loss (an upper bound on E)"
+    rows.append([lowest, fmt(best), fmt(H), f"{100 * (best - H) / H:+.2f}%", "-"])
     return (
         f"Irreducible loss vs the corpus's true entropy rate (target: within "
         f"{100 * ENTROPY_TOLERANCE:.0f}%)",
@@ -162,6 +152,9 @@ def cost_tables(an: Analysis) -> list[Table]:
         return []
     done = raw.loc[raw["status"].astype(str) == "done"]
     wall, train, mfu = _num(done, "wall_time_s"), _num(done, "train_time_s"), _num(done, "mfu")
+    if not wall.notna().any():
+        return []
+    flops = _num(done, "C_detailed")
     peak_col = _num(done, "peak_flops")
     achieved = mfu * peak_col / 1e9  # steady-state GFLOP/s of one job: no denominator needed
     best_peak = float(peak_col.max()) if peak_col.notna().all() else None
@@ -169,8 +162,6 @@ def cost_tables(an: Analysis) -> list[Table]:
         mfu = mfu * peak_col / best_peak  # one denominator: the best reading of one setup
     else:
         best_peak = None  # thread counts differ (or peaks unknown): each run's own peak
-    if not wall.notna().any():
-        return []
     tuning = as_bool(done["tuning"]) if "tuning" in done else pd.Series(False, done.index)
     everything = pd.Series(True, done.index)
     rows = []
@@ -182,11 +173,11 @@ def cost_tables(an: Analysis) -> list[Table]:
             [
                 label,
                 str(int(m.sum())),
-                _g(_num(done, "C_detailed")[m].sum(), 3),
+                fmt(flops[m].sum(), 3),
                 f"{w / 60:.1f}",
                 f"{100 * t / w:.0f}%" if w > 0 else "-",
-                _g(_time_weighted(achieved[m], train[m]), 3),
-                _g(_time_weighted(mfu[m], train[m]), 3),
+                fmt(_time_weighted(achieved[m], train[m]), 3),
+                fmt(_time_weighted(mfu[m], train[m]), 3),
             ]
         )
     summary: Table = (
@@ -205,11 +196,11 @@ def cost_tables(an: Analysis) -> list[Table]:
     by_size = done.assign(mfu=mfu, achieved=achieved).groupby(pd.to_numeric(done["N"]))
     size_rows = [
         [
-            _g(float(N), 3),
+            fmt(float(N), 3),
             str(len(g)),
-            _g(g["achieved"].median(), 3),
-            _g(g["mfu"].median(), 3),
-            _g(g["mfu"].max(), 3),
+            fmt(g["achieved"].median(), 3),
+            fmt(g["mfu"].median(), 3),
+            fmt(g["mfu"].max(), 3),
         ]
         for N, g in by_size
     ]

@@ -74,14 +74,10 @@ def verify_run(
         if other_flags
         else ""
     )
-    if tolerance is None:
-        tolerance = (
-            CROSS_MACHINE_TOLERANCE
-            if not same_machine
-            else CROSS_FLAGS_TOLERANCE
-            if other_flags
-            else 0.0
-        )
+    if tolerance is None and not same_machine:
+        tolerance = CROSS_MACHINE_TOLERANCE
+    elif tolerance is None:
+        tolerance = CROSS_FLAGS_TOLERANCE if other_flags else 0.0
     curve_a = [e["loss"] for e in recorded.get("eval_curve", [])]
     curve_b = [e["loss"] for e in rerun.get("eval_curve", [])]
     curve_diff = max((abs(a - b) for a, b in zip(curve_a, curve_b, strict=False)), default=0.0)
