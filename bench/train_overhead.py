@@ -2,7 +2,10 @@
 
 Measures, with the real `scaling-lab train` command in fresh processes:
 - cold start: empty persistent compilation cache (imports, corpus load, init, compile);
-- warm start: the same shapes again, cache populated;
+- warm start, another budget and peak LR: the same model shape with 0.8x the tokens and a
+  third of the LR, as the next run of a sweep's column is (the schedule's numbers are data in
+  the optimizer state, so it reuses the first run's executables);
+- warm start: the same run again, cache populated;
 - checkpoint save time and eval time (from the run's own timing record);
 and, in-process, tokens/s against `steps_per_call` (small models are dispatch-bound on CPU).
 
@@ -25,7 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
-def run_config(params: float, flops: float, batch: int, ctx: int, steps_per_call: int) -> dict:
+def run_config(
+    params: float, flops: float, batch: int, ctx: int, steps_per_call: int, lr: float = 3e-3
+) -> dict:
     from lab.presets import model_for_params
 
     model = model_for_params(params, vocab_size=260, ctx=ctx)
@@ -39,7 +44,7 @@ def run_config(params: float, flops: float, batch: int, ctx: int, steps_per_call
         "eval_batches": 4,
         "eval_batch_size": 32,
         "checkpoint_every_seconds": 1e9,
-        "optimizer": {"peak_lr": 3e-3},
+        "optimizer": {"peak_lr": lr},
     }
 
 
@@ -112,13 +117,19 @@ def main() -> None:
         config_path = tmp / "run.json"
         config_path.write_text(json.dumps(config))
         cache = tmp / "cache"
+        other = run_config(args.params, 0.8 * args.flops, 32, 128, args.steps_per_call, lr=1e-3)
+        other_path = tmp / "other.json"
+        other_path.write_text(json.dumps(other))
         cold = overhead_row("cold cache", *timed_train(config_path, tmp / "cold", cache))
+        new_budget = overhead_row(
+            "warm, 0.8x D, lr/3", *timed_train(other_path, tmp / "other", cache)
+        )
         warm = overhead_row("warm cache", *timed_train(config_path, tmp / "warm", cache))
     ks = steps_per_call_rows(args.params, [1, 4, 10], steps=200)
     report = {
         "platform": platform,
         "run": {"params": args.params, "flops": args.flops, "num_tokens": config["num_tokens"]},
-        "overheads": [cold, warm],
+        "overheads": [cold, new_budget, warm],
         "steps_per_call": ks,
         "target": "warm-cache overhead (startup + compile + checkpoint) < 5% of the run",
     }
@@ -130,12 +141,12 @@ def main() -> None:
         f"run: ~{args.params:.0e} params, {args.flops:.0e} FLOPs, {config['num_tokens']:,} tokens"
     )
     print(
-        f"{'':12} {'wall s':>8} {'steps s':>8} {'setup':>7} {'compile':>8} {'eval':>6} "
+        f"{'':18} {'wall s':>8} {'steps s':>8} {'setup':>7} {'compile':>8} {'eval':>6} "
         f"{'ckpt':>6} {'overhead':>9} {'w/o eval':>9} {'in-run':>7} {'w/o eval':>9}"
     )
-    for row in (cold, warm):
+    for row in (cold, new_budget, warm):
         print(
-            f"{row['label']:12} {row['process_wall_s']:8.1f} {row['train_steps_s']:8.1f} "
+            f"{row['label']:18} {row['process_wall_s']:8.1f} {row['train_steps_s']:8.1f} "
             f"{row['setup_s']:7.2f} {row['compile_and_first_steps_s']:8.2f} {row['eval_s']:6.2f} "
             f"{row['checkpoint_s']:6.2f} {row['overhead_fraction']:9.1%} "
             f"{row['non_eval_overhead_fraction']:9.1%} {row['in_run_overhead_fraction']:7.1%} "

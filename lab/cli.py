@@ -56,6 +56,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "~/.cache/scaling-lab/jax-compilation-cache or $SCALING_LAB_COMPILATION_CACHE)",
     )
     train.add_argument("--json", action="store_true", help="print the result record as JSON")
+    train.add_argument(
+        "--cpu-devices",
+        "--local-devices",
+        dest="cpu_devices",
+        metavar="N|auto",
+        help="CPU only: split this process's cores into N devices ('auto': one per core) and "
+        "train data-parallel over them (~1.3x tokens/s at 1M params on 2 cores); in a "
+        "multi-host rehearsal, the fake devices per process. Default: one device",
+    )
     multi = train.add_argument_group(
         "multi-host",
         "One run over several processes (hosts): start the same command on every host with its "
@@ -67,9 +76,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     multi.add_argument("--coordinator", help="HOST:PORT of process 0")
     multi.add_argument("--num-processes", type=int)
     multi.add_argument("--process-id", type=int)
-    multi.add_argument(
-        "--local-devices", type=int, help="CPU only: fake devices per process (tests, rehearsal)"
-    )
     train.set_defaults(func=_train)
     sample_cmd.register(subparsers)
 
@@ -79,6 +85,10 @@ def _train(args: argparse.Namespace) -> int:
 
     try:
         config = load_run_config(args.config, args.set)
+        if args.cpu_devices:
+            from lab.cpu_devices import use_cpu_devices
+
+            use_cpu_devices(args.cpu_devices)
         _init_distributed(args)
         from lab.train import RunInterrupted, train
 
@@ -101,11 +111,6 @@ def _init_distributed(args: argparse.Namespace) -> None:
     """Join a multi-process run before any JAX computation (a no-op for one process)."""
     if not (args.distributed or args.coordinator):
         return
-    import jax
-
-    if args.local_devices:
-        jax.config.update("jax_num_cpu_devices", args.local_devices)
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     from lab.sharding import initialize_distributed
 
     initialize_distributed(args.coordinator, args.num_processes, args.process_id)

@@ -35,18 +35,24 @@ def datasheet_peak(device_kind: str, dtype: str = "bfloat16") -> float | None:
     return None
 
 
-def make_peak_probe(dtype: str, size: int):
-    """A compiled size x size matmul on the default device; the probe returns its best FLOP/s.
+def make_peak_probe(dtype: str, size: int, devices: list | None = None):
+    """A compiled size x size matmul; the probe returns its best FLOP/s.
 
-    The benchmark calls a probe before each timed call, so MFU under load divides by the
-    peak under the same load.
+    With `devices` (several), every device multiplies its own pair at the same moment and the
+    probe returns their summed FLOP/s: on CPU devices that share one host's cores, the peak of
+    the whole machine as a data-parallel step uses it. Only this process's devices: in a
+    multi-process run another host's device would compute nothing here.
     """
     import jax
     import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    a = jnp.ones((size, size), dtype)
-    b = jnp.ones((size, size), dtype) * 0.5
-    matmul = jax.jit(jnp.dot)
+    devices = list(devices or jax.local_devices()[:1])
+    sharding = NamedSharding(Mesh(np.array(devices), ("d",)), PartitionSpec("d"))
+    a = jax.device_put(jnp.ones((len(devices), size, size), dtype), sharding)
+    b = jax.device_put(jnp.full((len(devices), size, size), 0.5, dtype), sharding)
+    matmul = jax.jit(lambda x, y: jnp.einsum("nij,njk->nik", x, y), out_shardings=sharding)
     matmul(a, b).block_until_ready()
 
     def probe(repeats: int) -> float:
@@ -55,7 +61,7 @@ def make_peak_probe(dtype: str, size: int):
             start = time.perf_counter()
             matmul(a, b).block_until_ready()
             best = min(best, time.perf_counter() - start)
-        return 2 * size**3 / best
+        return len(devices) * 2 * size**3 / best
 
     return probe
 

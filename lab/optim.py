@@ -14,11 +14,14 @@ muP (`model.parameterization = "mup"`, see `lab.mup`): the parameters are split 
 `optax.multi_transform` into hidden matrices (AdamW at peak * d0/d, decay scaled alike) and
 vector-like ones (AdamW at peak); clipping stays global. SP keeps the single AdamW above, so
 its optimizer state and numerics are exactly those of a model without the switch.
+
+The schedule's numbers live in the optimizer state (`ScheduleState`), not in the compiled
+step: runs of one shape with different budgets or peak LRs reuse one executable.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,24 +39,74 @@ def warmup_steps(config: OptimizerConfig, total_steps: int) -> int:
     return max(0, min(config.warmup_for(total_steps), total_steps - 2))
 
 
-def make_schedule(config: OptimizerConfig, total_steps: int) -> optax.Schedule:
-    """lr(step) for steps 0..total_steps-1; see the module docstring."""
+class ScheduleState(NamedTuple):
+    """The update count and the run's schedule numbers, as arrays in the optimizer state.
+
+    Kept as data, not as constants of the compiled step, so every run of one model shape
+    shares one executable whatever its budget or peak LR (a sweep's runs then meet a warm
+    compilation cache), and a checkpoint carries the schedule it was trained with.
+    """
+
+    count: jax.Array  # int32: updates done
+    peak: jax.Array  # f32: peak lr
+    final: jax.Array  # f32: lr at the last step
+    half_span: jax.Array  # f32: (peak - final) / 2, rounded once from float64
+    warmup: jax.Array  # f32: W
+    decay_span: jax.Array  # f32: max(S - 1 - W, 1)
+    total: jax.Array  # f32: S
+
+
+def schedule_numbers(config: OptimizerConfig, total_steps: int) -> dict[str, float]:
+    """The schedule of a run of `total_steps` updates as plain numbers (see module docstring)."""
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
         raise ConfigError(f"total_steps must be a positive int, got {total_steps!r}")
     peak, final = config.peak_lr, config.peak_lr * config.final_lr_fraction
     warm = warmup_steps(config, total_steps)
-    decay_span = max(total_steps - 1 - warm, 1)
+    return {
+        "peak": peak,
+        "final": final,
+        "half_span": (peak - final) * 0.5,
+        "warmup": float(warm),
+        "decay_span": float(max(total_steps - 1 - warm, 1)),
+        "total": float(total_steps),
+    }
 
-    def schedule(step: Any) -> jax.Array:
-        step = jnp.asarray(step, jnp.float32)
-        warm_lr = peak * (step + 1.0) / (warm + 1.0)
-        progress = jnp.clip((step - warm) / decay_span, 0.0, 1.0)
-        if total_steps == 1:
-            progress = jnp.ones_like(progress)
-        cos_lr = final + (peak - final) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
-        return jnp.where(step < warm, warm_lr, cos_lr)
 
-    return schedule
+def schedule_lr(step: Any, numbers: Any) -> jax.Array:
+    """lr at update `step` from `schedule_numbers` (floats or the arrays of a ScheduleState)."""
+    step = jnp.asarray(step, jnp.float32)
+    n = numbers if isinstance(numbers, dict) else numbers._asdict()
+    warm_lr = n["peak"] * (step + 1.0) / (n["warmup"] + 1.0)
+    progress = jnp.clip((step - n["warmup"]) / n["decay_span"], 0.0, 1.0)
+    progress = jnp.where(n["total"] == 1, 1.0, progress)  # a 1-step run trains at the final lr
+    cos_lr = n["final"] + n["half_span"] * (1.0 + jnp.cos(jnp.pi * progress))
+    return jnp.where(step < n["warmup"], warm_lr, cos_lr)
+
+
+def make_schedule(config: OptimizerConfig, total_steps: int) -> optax.Schedule:
+    """lr(step) for steps 0..total_steps-1; see the module docstring."""
+    numbers = schedule_numbers(config, total_steps)
+    return lambda step: schedule_lr(step, numbers)
+
+
+def scale_by_run_schedule(
+    numbers: dict[str, float], multiplier: float = 1.0
+) -> optax.GradientTransformation:
+    """updates * -(lr(count) * multiplier), the schedule's numbers held in the state."""
+
+    def init(params: Any) -> ScheduleState:
+        del params
+        arrays = {k: jnp.asarray(v, jnp.float32) for k, v in numbers.items()}
+        return ScheduleState(count=jnp.zeros((), jnp.int32), **arrays)
+
+    def update(updates: Any, state: ScheduleState, params: Any = None) -> tuple:
+        del params
+        lr = schedule_lr(state.count, state)
+        step_size = -(lr * multiplier) if multiplier != 1.0 else -lr
+        updates = jax.tree.map(lambda g: jnp.asarray(step_size, g.dtype) * g, updates)
+        return updates, state._replace(count=optax.safe_increment(state.count))
+
+    return optax.GradientTransformation(init, update)
 
 
 def decay_mask(params: Any) -> Any:
@@ -100,29 +153,24 @@ def make_optimizer(
     Pass the `model` config so a muP model gets its per-layer learning rates (SP ignores it).
     The returned schedule is the peak-LR (vector-like parameters') schedule.
     """
-    schedule = make_schedule(config, total_steps)
+    numbers = schedule_numbers(config, total_steps)
 
-    def adamw_with(lr: optax.Schedule) -> optax.GradientTransformation:
-        return optax.adamw(
-            lr,
-            b1=config.b1,
-            b2=config.b2,
-            eps=config.eps,
-            weight_decay=config.weight_decay,
-            mask=decay_mask,
+    def adamw_with(multiplier: float) -> optax.GradientTransformation:
+        """optax.adamw's chain, its learning rate scaled by the run's schedule state."""
+        return optax.chain(
+            optax.scale_by_adam(b1=config.b1, b2=config.b2, eps=config.eps),
+            optax.add_decayed_weights(config.weight_decay, decay_mask),
+            scale_by_run_schedule(numbers, multiplier),
         )
 
     if model is not None and mup.is_mup(model):
-        ratio = 1.0 / mup.width_ratio(model)
         adamw = optax.multi_transform(
-            {
-                "hidden": adamw_with(lambda step: schedule(step) * ratio),
-                "vector": adamw_with(schedule),
-            },
+            {"hidden": adamw_with(1.0 / mup.width_ratio(model)), "vector": adamw_with(1.0)},
             mup_labels(model),
         )
     else:
-        adamw = adamw_with(schedule)
+        adamw = adamw_with(1.0)
+    schedule = make_schedule(config, total_steps)
     if config.clip_norm > 0:
         return optax.chain(optax.clip_by_global_norm(config.clip_norm), adamw), schedule
     return adamw, schedule

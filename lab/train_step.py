@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lab.compiler_options import step_compiler_options
 from lab.config import ModelConfig
 from lab.errors import ConfigError
 from lab.model import Rules, Transformer
@@ -152,7 +153,12 @@ def make_train_step(
         in_shardings=(state_shardings, batch_sharding_for(mesh, batch_ndim)),
         out_shardings=(state_shardings, replicated(mesh)),
         donate_argnums=0,
+        compiler_options=step_compiler_options(_platform(mesh)),
     )
+
+
+def _platform(mesh: Mesh) -> str:
+    return mesh.devices.flat[0].platform
 
 
 def make_eval_step(model: ModelConfig, mesh: Mesh, state_shardings: Any, stacked: bool = False):
@@ -177,4 +183,5 @@ def make_eval_step(model: ModelConfig, mesh: Mesh, state_shardings: Any, stacked
         eval_stack if stacked else eval_step,
         in_shardings=(state_shardings.params, batch_sharding_for(mesh, 3 if stacked else 2)),
         out_shardings=(replicated(mesh), replicated(mesh)),
+        compiler_options=step_compiler_options(_platform(mesh)),
     )

@@ -36,8 +36,9 @@ def test_estimate_matches_real_state_bytes(mesh_shape: tuple[int, int, int]) -> 
     estimate = estimate_memory(CONFIG, mesh_shape, batch_size=8)
     assert estimate.weights == _device0_bytes(state.params)
     assert estimate.gradients == estimate.weights
-    # Adam's two moments, plus a couple of int32 step counters the estimate leaves out.
-    assert 0 <= _device0_bytes(state.opt_state) - estimate.optimizer <= 16
+    # Adam's two moments, plus scalars the estimate leaves out: two int32 update counters
+    # and the schedule's six f32 numbers (lab.optim.ScheduleState).
+    assert 0 <= _device0_bytes(state.opt_state) - estimate.optimizer <= 2 * 4 + 6 * 4
     if mesh_shape == (1, 1, 1):
         assert estimate.weights == 4 * CONFIG.num_params()
     assert estimate.total == (

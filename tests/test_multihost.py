@@ -72,7 +72,9 @@ def train_command(config: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
-def run_two_processes(command: list[str], timeout: float) -> list[subprocess.CompletedProcess]:
+def run_two_processes(
+    command: list[str], timeout: float, extra_env: dict[str, str] | None = None
+) -> list[subprocess.CompletedProcess]:
     """`command` as processes 0 and 1 of a 2 x 4-CPU-device jax.distributed job."""
     port = free_port()
     processes = [
@@ -89,7 +91,7 @@ def run_two_processes(command: list[str], timeout: float) -> list[subprocess.Com
                 "4",
             ],
             cwd=REPO,
-            env=base_env(),
+            env={**base_env(), **(extra_env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -123,8 +125,16 @@ def test_two_processes_of_four_devices_match_one_of_eight(tmp_path: Path) -> Non
     )
 
     multi = tmp_path / "multi"
-    for process in run_two_processes(train_command(config, multi), timeout=180):
+    peak_cache = tmp_path / "peak_cache"
+    processes = run_two_processes(
+        train_command(config, multi), timeout=180, extra_env={"SCALING_LAB_CACHE": str(peak_cache)}
+    )
+    for process in processes:
         assert process.returncode == 0, process.stdout[-3000:]
+    # Each process probes the matmul peak on its own devices; a probe that computed nothing
+    # would read absurdly fast and stand in the cache for every later run.
+    readings = json.loads((peak_cache / "device_peak.json").read_text()).values()
+    assert all(1e8 < r < 1e14 for r in readings), readings
 
     single_steps, single_final, single_devices = losses(single)
     multi_steps, multi_final, multi_devices = losses(multi)
