@@ -91,23 +91,32 @@ def _mirror_shardings(tree: Any, params_sharding: Any, params_shapes: Any, mesh:
 def init_train_state(
     model: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh, rng: jax.Array
 ) -> tuple[TrainState, Any]:
-    """(state created directly sharded on `mesh`, the state's shardings pytree)."""
+    """(state created directly sharded on `mesh`, the state's shardings pytree).
 
-    def init(rng: jax.Array) -> TrainState:
+    The parameters come from one jitted init that depends only on the model and mesh; the
+    optimizer state is built outside it, so the schedule's numbers it holds (lab.optim) are
+    never compiled in: a sweep's next budget or LR for this shape reuses the cached init.
+    """
+
+    def init_params(rng: jax.Array) -> Any:
         tokens = jnp.zeros((1, model.ctx), jnp.int32)
-        params = nn.meta.unbox(Transformer(model).init(rng, tokens)["params"])
-        return TrainState(
-            step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params)
-        )
+        return nn.meta.unbox(Transformer(model).init(rng, tokens)["params"])
 
-    abstract = jax.eval_shape(init, rng)
+    abstract_params = jax.eval_shape(init_params, rng)
     p_shardings = param_shardings(model, mesh)
     shardings = TrainState(
         step=replicated(mesh),
         params=p_shardings,
-        opt_state=_mirror_shardings(abstract.opt_state, p_shardings, abstract.params, mesh),
+        opt_state=_mirror_shardings(
+            jax.eval_shape(optimizer.init, abstract_params), p_shardings, abstract_params, mesh
+        ),
     )
-    state = jax.jit(init, out_shardings=shardings)(rng)
+    params = jax.jit(init_params, out_shardings=p_shardings)(rng)
+    state = TrainState(
+        step=jax.device_put(jnp.zeros((), jnp.int32), shardings.step),
+        params=params,
+        opt_state=jax.device_put(optimizer.init(params), shardings.opt_state),
+    )
     return state, shardings
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_multihost import CONFIG, REPO, base_env, losses, train_command
 
 from lab.compiler_options import step_compiler_options
 from lab.cpu_devices import resolve_cpu_devices, usable_cores, use_cpu_devices
 from lab.errors import ConfigError
-from tests.test_multihost import CONFIG, REPO, base_env, losses, train_command
 
 
 def test_two_cpu_devices_train_the_one_device_run(tmp_path: Path) -> None:
