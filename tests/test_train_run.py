@@ -144,8 +144,10 @@ def _final_params(run: Path) -> dict[str, np.ndarray]:
 def _wait_for_checkpoint(run: Path, process: subprocess.Popen, beyond: int) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        steps = [
-            int(p.name) for p in (run / "checkpoints").glob("[0-9]*") if (p / "state").exists()
+        steps = [  # finished checkpoints only: orbax writes into "<step>.orbax-checkpoint-tmp"
+            int(p.name)
+            for p in (run / "checkpoints").glob("[0-9]*")
+            if p.name.isdigit() and (p / "state").exists()
         ]
         if steps and max(steps) > beyond:
             return
