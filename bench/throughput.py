@@ -150,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.peak_sizes:
         peak_sizes = tuple(int(n) for n in args.peak_sizes.split(","))
     load_before = os.getloadavg()[0]
-    peak = max(machine_peak(peak_probes(args.dtype, n), 5) for n in peak_sizes)
-    probe = peak_probes(args.dtype, peak_sizes[0])
+    probes = {n: peak_probes(args.dtype, n) for n in peak_sizes}
+    peak = max(machine_peak(p, 5) for p in probes.values())
+    probe = probes[peak_sizes[0]]
     sheet = datasheet_peak(device.device_kind, args.dtype) if device.platform != "cpu" else None
     results = [bench_model(name.strip(), args, probe) for name in args.sizes.split(",")]
     # The best reading of the whole run is the peak: a busy moment only ever reads low.

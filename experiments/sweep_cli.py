@@ -220,10 +220,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _init_distributed(args: argparse.Namespace) -> None:
     """Join the multi-process JAX cluster before anything else touches JAX."""
-    import jax
-
     if args.local_devices:
-        jax.config.update("jax_num_cpu_devices", args.local_devices)
+        from lab.cpu_devices import use_cpu_devices
+
+        use_cpu_devices(args.local_devices)
     from lab.sharding import initialize_distributed
 
     initialize_distributed(args.coordinator, args.num_processes, args.process_id)

@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="cpu_devices",
         metavar="N|auto",
         help="CPU only: split this process's cores into N devices ('auto': one per core) and "
-        "train data-parallel over them (~1.3x tokens/s at 1M params on 2 cores); in a "
+        "train data-parallel over them (1.3-1.7x tokens/s on 2 cores); in a "
         "multi-host rehearsal, the fake devices per process. Default: one device",
     )
     multi = train.add_argument_group(

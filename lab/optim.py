@@ -85,7 +85,10 @@ def schedule_lr(step: Any, numbers: Any) -> jax.Array:
 
 def make_schedule(config: OptimizerConfig, total_steps: int) -> optax.Schedule:
     """lr(step) for steps 0..total_steps-1; see the module docstring."""
-    numbers = schedule_numbers(config, total_steps)
+    return _schedule_of(schedule_numbers(config, total_steps))
+
+
+def _schedule_of(numbers: dict[str, float]) -> optax.Schedule:
     return lambda step: schedule_lr(step, numbers)
 
 
@@ -170,7 +173,7 @@ def make_optimizer(
         )
     else:
         adamw = adamw_with(1.0)
-    schedule = make_schedule(config, total_steps)
+    schedule = _schedule_of(numbers)
     if config.clip_norm > 0:
         return optax.chain(optax.clip_by_global_norm(config.clip_norm), adamw), schedule
     return adamw, schedule
