@@ -79,24 +79,25 @@ def bench_model(name: str, args: argparse.Namespace, probe) -> dict:
     optimizer, _ = make_optimizer(OptimizerConfig(peak_lr=1e-3), 10**6)
     state, shardings = init_train_state(model, optimizer, mesh, jax.random.key(0))
     step = make_train_step(model, optimizer, mesh, shardings, steps_per_call=k)
+    chunk = (np.int32(k),) if k > 1 else ()  # a k-step loop takes its length
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, model.vocab_size, (k, args.batch, model.ctx + 1), dtype=np.int32)
     batch = jax.device_put(tokens, stacked_batch_sharding(mesh))
     start = time.perf_counter()
-    state, metrics = step(state, batch)
+    state, metrics = step(state, batch, *chunk)
     jax.block_until_ready(metrics)
     compile_s = time.perf_counter() - start
     for _ in range(args.warmup_calls):
-        state, metrics = step(state, batch)
+        state, metrics = step(state, batch, *chunk)
     jax.block_until_ready(metrics)
     peak_around = [machine_peak(probe, 5)]
     for _ in range(args.warmup_calls):  # the probe evicted the step's working set
-        state, metrics = step(state, batch)
+        state, metrics = step(state, batch, *chunk)
     jax.block_until_ready(metrics)
     times = []
     for _ in range(args.calls):
         start = time.perf_counter()
-        state, metrics = step(state, batch)
+        state, metrics = step(state, batch, *chunk)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - start)
     peak_around.append(machine_peak(probe, 5))

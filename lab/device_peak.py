@@ -76,13 +76,17 @@ def _cache_file() -> Path:
     return Path(root) / "device_peak.json"
 
 
+_rechecked: set[str] = set()  # cache keys this process has already probed
+
+
 def device_peak_flops(dtype: str = "float32", recheck_repeats: int = 3) -> tuple[float, str]:
     """(peak FLOP/s of one device, where the number comes from: 'datasheet' or 'measured').
 
     On CPU a measurement taken while the host was busy reads low, and the first one would
-    otherwise stand for every later run. So each call probes again briefly (`recheck_repeats`
-    matmuls, ~0.1 s) and the cache keeps the best reading: the peak only moves towards what
-    the cores can really do, and a report can divide every run by the best one recorded.
+    otherwise stand for every later run. So each process probes again briefly once
+    (`recheck_repeats` matmuls, ~0.1 s; a sweep worker's later runs do not pay it) and the
+    cache keeps the best reading: the peak only moves towards what the cores can really do,
+    and a report can divide every run by the best one recorded.
     """
     import jax
 
@@ -97,6 +101,9 @@ def device_peak_flops(dtype: str = "float32", recheck_repeats: int = 3) -> tuple
         table = json.loads(cache.read_text())
     except (OSError, ValueError):
         table = {}
+    if key in table and key in _rechecked:
+        return float(table[key]), "measured"
+    _rechecked.add(key)
     repeats = recheck_repeats if key in table else 10
     reading = measure_matmul_peak(dtype, repeats=repeats) if repeats else 0.0
     if reading > table.get(key, 0.0):

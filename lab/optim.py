@@ -21,6 +21,7 @@ step: runs of one shape with different budgets or peak LRs reuse one executable.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
@@ -32,6 +33,8 @@ from lab.config import ModelConfig, OptimizerConfig
 from lab.errors import ConfigError
 
 NO_DECAY_MODULES = ("embed", "pos_embed")
+# Settings that only shape the schedule's numbers, which live in the optimizer state.
+SCHEDULE_FIELDS = frozenset({"peak_lr", "warmup_steps", "final_lr_fraction"})
 
 
 def warmup_steps(config: OptimizerConfig, total_steps: int) -> int:
@@ -81,6 +84,29 @@ def schedule_lr(step: Any, numbers: Any) -> jax.Array:
     progress = jnp.where(n["total"] == 1, 1.0, progress)  # a 1-step run trains at the final lr
     cos_lr = n["final"] + n["half_span"] * (1.0 + jnp.cos(jnp.pi * progress))
     return jnp.where(step < n["warmup"], warm_lr, cos_lr)
+
+
+def current_lr(opt_state: Any) -> jax.Array:
+    """The (peak-schedule) lr the next update applies, read from the optimizer state, so the
+    train step can report the lr it used without the host recomputing it."""
+    found = [
+        leaf
+        for leaf in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, ScheduleState))
+        if isinstance(leaf, ScheduleState)
+    ]
+    if not found:
+        raise ValueError("optimizer state has no ScheduleState; build it with make_optimizer")
+    return schedule_lr(found[0].count, found[0])
+
+
+def update_signature(config: OptimizerConfig) -> tuple[tuple[str, Any], ...]:
+    """The settings compiled into the update: all but SCHEDULE_FIELDS (new fields count by
+    default). Two configs with equal signatures can share one jitted train step."""
+    return tuple(
+        (f.name, getattr(config, f.name))
+        for f in dataclasses.fields(config)
+        if f.name not in SCHEDULE_FIELDS
+    )
 
 
 def make_schedule(config: OptimizerConfig, total_steps: int) -> optax.Schedule:

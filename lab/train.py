@@ -4,8 +4,8 @@ The run trains exactly `config.num_tokens` tokens with a schedule that ends at i
 measures held-out loss at fixed FLOP fractions, checkpoints by steps and wall time, and can
 be killed at any moment: the same call on the same directory resumes from the last
 checkpoint and ends bitwise where an uninterrupted run ends (same machine). Steps are
-grouped into chunks of `steps_per_call` (one jitted `lax.scan`); the chunking depends only on
-the current step, so a resumed run replays the exact same sequence of compiled calls.
+grouped into chunks of up to `steps_per_call` (one jitted on-device loop); the chunking
+depends only on the current step, so a resumed run replays the exact same calls.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from lab import compile_cache, provenance, run_dir
+from lab import compile_cache, provenance, run_dir, step_cache
 from lab.checkpoint import RunCheckpoints
 from lab.data import global_batch, global_batch_stack, load_corpus
 from lab.device_peak import device_peak_flops
@@ -30,7 +30,7 @@ from lab.metrics import JsonlLog, Progress, show_progress
 from lab.optim import make_optimizer
 from lab.run_config import RunConfig
 from lab.sharding import make_mesh
-from lab.train_step import init_train_state, make_eval_step, make_train_step
+from lab.train_step import new_train_state
 
 
 class RunInterrupted(RuntimeError):
@@ -38,13 +38,14 @@ class RunInterrupted(RuntimeError):
 
 
 def chunk_size(step: int, boundaries: list[int], steps_per_call: int) -> int:
-    """Steps in the next jitted call from `step`: k, unless that would cross a boundary.
+    """Steps in the next jitted call from `step`: k, or fewer to end at the next boundary.
 
-    Boundaries (eval and checkpoint steps) must be chunk ends; between them, full chunks of k
-    then single steps. A function of `step` alone, so resume replays the same chunks.
+    Boundaries (eval and checkpoint steps) must be chunk ends. One compiled loop runs any
+    chunk length up to k (lab.train_step), so a short chunk costs no extra compilation. A
+    function of `step` alone, so resume replays the same chunks.
     """
     next_boundary = min(b for b in boundaries if b > step)
-    return steps_per_call if step + steps_per_call <= next_boundary else 1
+    return min(steps_per_call, next_boundary - step)
 
 
 class _PreemptionFlag:
@@ -105,14 +106,13 @@ def train(
     )
     eval_set = global_batch_stack(_local_rows(eval_rows, process, processes), mesh)
     num_steps = config.num_steps
-    optimizer, schedule = make_optimizer(config.effective_optimizer(), num_steps, config.model)
-    state, shardings = init_train_state(config.model, optimizer, mesh, jax.random.key(config.seed))
-    step_fns = {1: make_train_step(config.model, optimizer, mesh, shardings, steps_per_call=1)}
-    if config.steps_per_call > 1:
-        step_fns[config.steps_per_call] = make_train_step(
-            config.model, optimizer, mesh, shardings, steps_per_call=config.steps_per_call
-        )
-    eval_fn = make_eval_step(config.model, mesh, shardings, stacked=True)
+    optimizer_config = config.effective_optimizer()
+    optimizer, _ = make_optimizer(optimizer_config, num_steps, config.model)
+    fns = step_cache.run_functions(
+        config.model, optimizer_config, optimizer, mesh, config.steps_per_call
+    )
+    state = new_train_state(fns.init_params, optimizer, fns.shardings, jax.random.key(config.seed))
+    train_step, eval_fn = fns.train_step, fns.eval_stack
 
     checkpoints = RunCheckpoints(out / "checkpoints", max_to_keep=config.keep_checkpoints)
     is_writer = jax.process_index() == 0  # one process writes the logs and the result
@@ -135,7 +135,7 @@ def train(
     eval_steps = config.eval_steps()
     checkpoint_steps = _checkpoint_steps(config)
     boundaries = sorted(set(eval_steps) | checkpoint_steps)
-    meter = _StepMeter(metrics, config, schedule, flops_per_step, peak)
+    meter = _StepMeter(metrics, config, flops_per_step, peak)
     bar = Progress(num_steps, step, out.name, show_progress() if progress is None else progress)
     divergence: dict[str, Any] | None = None
     last_save = time.monotonic()
@@ -145,11 +145,13 @@ def train(
     with _PreemptionFlag() as preempted:
         while step < num_steps:
             k = chunk_size(step, boundaries, config.steps_per_call)
-            if k == 1:
-                batch = global_batch(stream.next_batch(), mesh)
+            if config.steps_per_call == 1:
+                state, step_metrics = train_step(state, global_batch(stream.next_batch(), mesh))
             else:
-                batch = global_batch_stack(stream.next_batches(k), mesh)
-            state, step_metrics = step_fns[k](state, batch)
+                batches = _padded(stream.next_batches(k), config.steps_per_call)
+                state, step_metrics = train_step(
+                    state, global_batch_stack(batches, mesh), np.int32(k)
+                )
             divergence = meter.record_previous()  # step n's numbers, read after n+1 dispatched
             meter.pending = (step, k, step_metrics)
             step += k
@@ -226,6 +228,14 @@ def _checkpoint_steps(config: RunConfig) -> set[int]:
     return set(range(every, config.num_steps + 1, every)) if every else set()
 
 
+def _padded(batches: np.ndarray, length: int) -> np.ndarray:
+    """[k, B, T+1] -> [length, B, T+1]: a short chunk's stack, zero-filled (rows never read)."""
+    if len(batches) == length:
+        return batches
+    padding = np.zeros((length - len(batches), *batches.shape[1:]), batches.dtype)
+    return np.concatenate([batches, padding])
+
+
 def _local_rows(batches: np.ndarray, process: int, processes: int) -> np.ndarray:
     """This process's rows of each [B, T] eval batch (the global batch is split by rows)."""
     rows = batches.shape[1] // processes
@@ -258,15 +268,14 @@ class _StepMeter:
         self,
         log: JsonlLog,
         config: RunConfig,
-        schedule: Any,
         flops_per_step: float,
         peak: float,
     ) -> None:
-        self.log, self.config, self.schedule = log, config, schedule
+        self.log, self.config = log, config
         self.flops_per_step, self.peak = flops_per_step, peak
         self.pending: tuple[int, int, Any] | None = None
         self.last_done = time.perf_counter()
-        self.compiled: set[int] = set()
+        self.compiled = False  # the first call compiles (or loads) the step
         self.train_seconds = 0.0
         self.compile_seconds = 0.0
         self.first_call_steps = 0  # steps trained inside the compiling first calls
@@ -285,20 +294,20 @@ class _StepMeter:
         now = time.perf_counter()
         seconds = (now - self.last_done) / k
         self.last_done = now
-        if k in self.compiled:
+        if self.compiled:
             self.step_times.extend([seconds] * k)
             self.train_seconds += seconds * k
-        else:  # the first call of each chunk size includes its compilation
-            self.compiled.add(k)
+        else:  # the first call includes its compilation
+            self.compiled = True
             self.compile_seconds += seconds * k
             self.first_call_steps += k
         losses = np.atleast_1d(values["loss"])
-        grad_norms = np.atleast_1d(values["grad_norm"])
+        grad_norms, lrs = np.atleast_1d(values["grad_norm"]), np.atleast_1d(values["lr"])
         for i in range(k):
             step = first_step + i + 1
             loss = float(losses[i])
             self.last_loss = loss
-            self.log.write(self._line(step, loss, float(grad_norms[i]), seconds))
+            self.log.write(self._line(step, loss, float(grad_norms[i]), float(lrs[i]), seconds))
             if not math.isfinite(loss):
                 return {"step": step, "reason": f"loss is {loss} at step {step}"}
             if step > self.warmup and loss > self.limit:
@@ -309,7 +318,9 @@ class _StepMeter:
                 }
         return None
 
-    def _line(self, step: int, loss: float, grad_norm: float, seconds: float) -> dict[str, Any]:
+    def _line(
+        self, step: int, loss: float, grad_norm: float, lr: float, seconds: float
+    ) -> dict[str, Any]:
         tokens = step * self.config.tokens_per_step
         achieved = self.flops_per_step / seconds
         return {
@@ -317,7 +328,7 @@ class _StepMeter:
             "tokens": tokens,
             "flops": step * self.flops_per_step,
             "loss": loss,
-            "lr": float(self.schedule(step - 1)),
+            "lr": lr,
             "grad_norm": grad_norm,
             "step_time_s": seconds,
             "tokens_per_s": self.config.tokens_per_step / seconds,

@@ -25,7 +25,10 @@ from lab.compiler_options import step_compiler_options
 from lab.config import ModelConfig
 from lab.errors import ConfigError
 from lab.model import Rules, Transformer
+from lab.optim import current_lr
 from lab.sharding import LOGICAL_AXIS_RULES, batch_sharding_for, replicated
+
+METRIC_NAMES = ("loss", "grad_norm", "lr")
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -88,35 +91,51 @@ def _mirror_shardings(tree: Any, params_sharding: Any, params_shapes: Any, mesh:
     return jax.tree_util.tree_map_with_path(pick, tree)
 
 
-def init_train_state(
-    model: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh, rng: jax.Array
-) -> tuple[TrainState, Any]:
-    """(state created directly sharded on `mesh`, the state's shardings pytree).
-
-    The parameters come from one jitted init that depends only on the model and mesh; the
-    optimizer state is built outside it, so the schedule's numbers it holds (lab.optim) are
-    never compiled in: a sweep's next budget or LR for this shape reuses the cached init.
-    """
-
-    def init_params(rng: jax.Array) -> Any:
-        tokens = jnp.zeros((1, model.ctx), jnp.int32)
-        return nn.meta.unbox(Transformer(model).init(rng, tokens)["params"])
-
-    abstract_params = jax.eval_shape(init_params, rng)
+def state_shardings(model: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh) -> Any:
+    """A TrainState of NamedShardings: parameters by the rules, optimizer leaves mirroring them."""
+    abstract_params = jax.eval_shape(_init_params_fn(model), jax.random.key(0))
     p_shardings = param_shardings(model, mesh)
-    shardings = TrainState(
+    return TrainState(
         step=replicated(mesh),
         params=p_shardings,
         opt_state=_mirror_shardings(
             jax.eval_shape(optimizer.init, abstract_params), p_shardings, abstract_params, mesh
         ),
     )
-    params = jax.jit(init_params, out_shardings=p_shardings)(rng)
-    state = TrainState(
+
+
+def _init_params_fn(model: ModelConfig):
+    def init_params(rng: jax.Array) -> Any:
+        tokens = jnp.zeros((1, model.ctx), jnp.int32)
+        return nn.meta.unbox(Transformer(model).init(rng, tokens)["params"])
+
+    return init_params
+
+
+def make_init_params(model: ModelConfig, shardings: Any):
+    """Jitted rng -> parameters, born sharded. Depends on the model and mesh only."""
+    return jax.jit(_init_params_fn(model), out_shardings=shardings.params)
+
+
+def new_train_state(
+    init_params: Any, optimizer: optax.GradientTransformation, shardings: Any, rng: jax.Array
+) -> TrainState:
+    """Step 0: parameters from the jitted `init_params`, optimizer state built outside it, so
+    the schedule's numbers it holds (lab.optim) are never compiled in."""
+    params = init_params(rng)
+    return TrainState(
         step=jax.device_put(jnp.zeros((), jnp.int32), shardings.step),
         params=params,
         opt_state=jax.device_put(optimizer.init(params), shardings.opt_state),
     )
+
+
+def init_train_state(
+    model: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh, rng: jax.Array
+) -> tuple[TrainState, Any]:
+    """(state created directly sharded on `mesh`, the state's shardings pytree)."""
+    shardings = state_shardings(model, optimizer, mesh)
+    state = new_train_state(make_init_params(model, shardings), optimizer, shardings, rng)
     return state, shardings
 
 
@@ -127,10 +146,15 @@ def make_train_step(
     state_shardings: Any,
     steps_per_call: int = 1,
 ):
-    """Jitted (state, batch) -> (state, {"loss": f32[k], "grad_norm": f32[k]}), state donated.
+    """Jitted train step(s), state donated; metrics {"loss", "grad_norm", "lr"}: f32[k].
 
-    batch: int32 [B, ctx+1] for steps_per_call == 1, else [steps_per_call, B, ctx+1], scanned.
-    grad_norm is the global norm before clipping.
+    steps_per_call == 1: (state, batch int32 [B, ctx+1]) -> (state, metrics), k = 1.
+    steps_per_call == k > 1: (state, batches int32 [k, B, ctx+1], num_steps) -> (state,
+    metrics) trains the first `num_steps` (1..k, a traced int32) of the stacked batches in one
+    on-device loop; metrics past num_steps are 0. One executable serves every chunk length, so
+    a run compiles one step function, not one per chunk length (an eval or checkpoint that
+    cuts a chunk short costs no extra compilation).
+    grad_norm is the global norm before clipping; lr the (peak-schedule) lr of each update.
     """
     if isinstance(steps_per_call, bool) or not isinstance(steps_per_call, int):
         raise ConfigError(f"steps_per_call must be an int >= 1, got {steps_per_call!r}")
@@ -140,29 +164,47 @@ def make_train_step(
         functools.partial(loss_fn, model=model, rules=LOGICAL_AXIS_RULES, mesh=mesh)
     )
 
-    def one_step(state: TrainState, batch_BxT1: jax.Array) -> tuple[TrainState, tuple]:
+    def one_step(state: TrainState, batch_BxT1: jax.Array) -> tuple[TrainState, dict]:
         loss, grads = grad_fn(state.params, batch=batch_BxT1)
-        grad_norm = optax.tree.norm(grads)
+        metrics = {
+            "loss": loss,
+            "grad_norm": optax.tree.norm(grads),
+            "lr": current_lr(state.opt_state),
+        }
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-        return new_state, (loss, grad_norm)
+        return new_state, metrics
 
-    def step(state: TrainState, batch: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-        if steps_per_call == 1:
-            state, (loss, grad_norm) = one_step(state, batch)
-            loss, grad_norm = loss[None], grad_norm[None]
-        else:
-            state, (loss, grad_norm) = jax.lax.scan(one_step, state, batch)
-        return state, {"loss": loss, "grad_norm": grad_norm}
+    def single(state: TrainState, batch_BxT1: jax.Array) -> tuple[TrainState, dict]:
+        state, metrics = one_step(state, batch_BxT1)
+        return state, {name: value[None] for name, value in metrics.items()}
 
-    batch_ndim = 2 if steps_per_call == 1 else 3
+    def loop(state: TrainState, batches_KxBxT1: jax.Array, num_steps: jax.Array) -> tuple:
+        def body(i: jax.Array, carry: tuple) -> tuple:
+            state, metrics = carry
+            state, step_metrics = one_step(state, batches_KxBxT1[i])
+            metrics = {name: metrics[name].at[i].set(step_metrics[name]) for name in metrics}
+            return state, metrics
+
+        zeros = {name: jnp.zeros((steps_per_call,), jnp.float32) for name in METRIC_NAMES}
+        return jax.lax.fori_loop(0, num_steps, body, (state, zeros))
+
+    options = step_compiler_options(_platform(mesh))
+    if steps_per_call == 1:
+        return jax.jit(
+            single,
+            in_shardings=(state_shardings, batch_sharding_for(mesh, 2)),
+            out_shardings=(state_shardings, replicated(mesh)),
+            donate_argnums=0,
+            compiler_options=options,
+        )
     return jax.jit(
-        step,
-        in_shardings=(state_shardings, batch_sharding_for(mesh, batch_ndim)),
+        loop,
+        in_shardings=(state_shardings, batch_sharding_for(mesh, 3), replicated(mesh)),
         out_shardings=(state_shardings, replicated(mesh)),
         donate_argnums=0,
-        compiler_options=step_compiler_options(_platform(mesh)),
+        compiler_options=options,
     )
 
 

@@ -77,7 +77,7 @@ def _compiled_train_step_text(model) -> str:
     step = make_train_step(model, optimizer, mesh, shardings, steps_per_call=2)
     tokens = np.zeros((2, 8, model.ctx + 1), np.int32)
     batch = jax.device_put(tokens, stacked_batch_sharding(mesh))
-    return step.lower(state, batch).compile().as_text()
+    return step.lower(state, batch, np.int32(2)).compile().as_text()
 
 
 def test_cpu_steps_read_transposed_dot_operands_without_copies(monkeypatch) -> None:

@@ -45,7 +45,8 @@ def test_scanned_steps_equal_single_steps(setup) -> None:
         state, metrics = single(state, jax.device_put(batch, batch_sharding(mesh)))
         assert metrics["loss"].shape == (1,) and metrics["grad_norm"].shape == (1,)
         losses.append(float(metrics["loss"][0]))
-    state3, metrics3 = scanned(_fresh(setup), jax.device_put(batches, stacked_batch_sharding(mesh)))
+    stack = jax.device_put(batches, stacked_batch_sharding(mesh))
+    state3, metrics3 = scanned(_fresh(setup), stack, np.int32(3))
     assert metrics3["loss"].shape == (3,) and metrics3["loss"].dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(metrics3["loss"]), losses, rtol=1e-5)
     assert int(state.step) == int(state3.step) == 3
@@ -58,6 +59,39 @@ def test_scanned_steps_equal_single_steps(setup) -> None:
     assert losses[0] == pytest.approx(float(ref), rel=1e-5)
     # Unit-variance logits at init: E[cross-entropy] ~ log V + 1/2.
     assert losses[0] == pytest.approx(np.log(32) + 0.5, abs=0.3)
+
+
+def test_a_short_chunk_trains_only_its_steps(setup) -> None:
+    """num_steps=2 of a 3-step loop equals 2 single steps; the third batch is never used."""
+    mesh, _, _, single, scanned = setup
+    batches = _batches(3)
+    state = _fresh(setup)
+    for batch in batches[:2]:
+        state, _ = single(state, jax.device_put(batch, batch_sharding(mesh)))
+    padded = batches.copy()
+    padded[2] = 0  # what the run loop puts in the unused slot
+    stack = jax.device_put(padded, stacked_batch_sharding(mesh))
+    state2, metrics2 = scanned(_fresh(setup), stack, np.int32(2))
+    assert int(state2.step) == 2
+    assert np.asarray(metrics2["loss"])[2] == 0.0 and np.asarray(metrics2["loss"])[1] > 0
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(state2.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-3)
+
+
+def test_metrics_report_the_scheduled_lr_of_each_update() -> None:
+    """The step reads its lr from the optimizer state: it matches the host-side schedule."""
+    mesh = make_mesh(MeshConfig(1, 1, 1), jax.devices()[:1])
+    optimizer, schedule = make_optimizer(OptimizerConfig(peak_lr=1e-2, warmup_steps=2), 7)
+    state, shardings = init_train_state(CONFIG, optimizer, mesh, jax.random.key(0))
+    step = make_train_step(CONFIG, optimizer, mesh, shardings, steps_per_call=4)
+    lrs = []
+    for num_steps in (4, 3):
+        stack = jax.device_put(_batches(4), stacked_batch_sharding(mesh))
+        state, metrics = step(state, stack, np.int32(num_steps))
+        lrs.extend(np.asarray(metrics["lr"])[:num_steps].tolist())
+    expected = [float(schedule(s)) for s in range(7)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-6)
+    assert lrs[2] == pytest.approx(1e-2) and lrs[-1] == pytest.approx(1e-3)
 
 
 def test_state_is_donated(setup) -> None:
@@ -99,7 +133,7 @@ def test_learns_a_repeating_pattern(setup) -> None:
     state = _fresh(setup)
     losses = []
     for _ in range(100):  # 300 steps
-        state, metrics = step(state, stack)
+        state, metrics = step(state, stack, np.int32(3))
         losses.extend(np.asarray(metrics["loss"]).tolist())
     assert losses[0] > 3.0
     assert losses[-1] < 0.02, losses[::30]
