@@ -130,9 +130,6 @@ def test_a_workers_next_run_of_a_shape_reuses_its_functions_exactly(tmp_path, da
     again = [json.loads(x) for x in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
     assert [x["loss"] for x in lines] == [x["loss"] for x in again]
     assert [x["lr"] for x in lines] == [x["lr"] for x in again]
-    assert (
-        reused["timing"]["compile_and_first_steps_s"] < fresh["timing"]["compile_and_first_steps_s"]
-    )
 
 
 def test_absurd_learning_rate_is_recorded_as_diverged(tmp_path, data_config):
