@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lab import mup
@@ -97,6 +98,22 @@ def current_lr(opt_state: Any) -> jax.Array:
     if not found:
         raise ValueError("optimizer state has no ScheduleState; build it with make_optimizer")
     return schedule_lr(found[0].count, found[0])
+
+
+def with_schedule(opt_state: Any, numbers: dict[str, Any]) -> Any:
+    """`opt_state` with every ScheduleState's numbers replaced by `numbers` (count kept)."""
+
+    def replace(leaf: Any) -> Any:
+        if not isinstance(leaf, ScheduleState):
+            return leaf
+        return leaf._replace(**{k: jnp.asarray(v, jnp.float32) for k, v in numbers.items()})
+
+    return jax.tree.map(replace, opt_state, is_leaf=lambda x: isinstance(x, ScheduleState))
+
+
+def schedule_arrays(config: OptimizerConfig, total_steps: int) -> dict[str, np.float32]:
+    """`schedule_numbers` as float32 scalars: the data a jitted init writes into the state."""
+    return {k: np.float32(v) for k, v in schedule_numbers(config, total_steps).items()}
 
 
 def update_signature(config: OptimizerConfig) -> tuple[tuple[str, Any], ...]:

@@ -17,14 +17,14 @@ from jax.sharding import Mesh
 
 from lab.config import ModelConfig, OptimizerConfig
 from lab.optim import update_signature
-from lab.train_step import make_eval_step, make_init_params, make_train_step, state_shardings
+from lab.train_step import make_eval_step, make_init_state, make_train_step, state_shardings
 
 MAX_SHAPES = 8  # executables of small models are small; a sweep has a handful of shapes
 
 
 class RunFunctions(NamedTuple):
     shardings: Any  # TrainState of NamedShardings
-    init_params: Any  # jitted rng -> params
+    init_state: Any  # jitted (rng, schedule arrays) -> TrainState
     train_step: Any  # jitted, see lab.train_step.make_train_step
     eval_stack: Any  # jitted (params, [n, B, T+1]) -> (loss sum, tokens)
 
@@ -47,7 +47,7 @@ def run_functions(
     shardings = state_shardings(model, optimizer, mesh)
     functions = RunFunctions(
         shardings=shardings,
-        init_params=make_init_params(model, shardings),
+        init_state=make_init_state(model, optimizer, shardings),
         train_step=make_train_step(model, optimizer, mesh, shardings, steps_per_call),
         eval_stack=make_eval_step(model, mesh, shardings, stacked=True),
     )

@@ -27,10 +27,9 @@ from lab.device_peak import device_peak_flops
 from lab.errors import ConfigError
 from lab.memory import check_fits, estimate_memory
 from lab.metrics import JsonlLog, Progress, show_progress
-from lab.optim import make_optimizer
+from lab.optim import make_optimizer, schedule_arrays
 from lab.run_config import RunConfig
 from lab.sharding import make_mesh
-from lab.train_step import new_train_state
 
 
 class RunInterrupted(RuntimeError):
@@ -111,7 +110,8 @@ def train(
     fns = step_cache.run_functions(
         config.model, optimizer_config, optimizer, mesh, config.steps_per_call
     )
-    state = new_train_state(fns.init_params, optimizer, fns.shardings, jax.random.key(config.seed))
+    schedule = schedule_arrays(optimizer_config, num_steps)
+    state = fns.init_state(jax.random.key(config.seed), schedule)
     train_step, eval_fn = fns.train_step, fns.eval_stack
 
     checkpoints = RunCheckpoints(out / "checkpoints", max_to_keep=config.keep_checkpoints)
@@ -139,7 +139,8 @@ def train(
     bar = Progress(num_steps, step, out.name, show_progress() if progress is None else progress)
     divergence: dict[str, Any] | None = None
     last_save = time.monotonic()
-    eval_seconds = checkpoint_seconds = 0.0
+    eval_times: list[float] = []
+    checkpoint_seconds = 0.0
     setup_seconds = time.perf_counter() - started
 
     with _PreemptionFlag() as preempted:
@@ -170,7 +171,7 @@ def train(
             if step in eval_steps:
                 tic = time.perf_counter()
                 evals.write(_evaluate(eval_fn, state.params, eval_set, step, config))
-                eval_seconds += time.perf_counter() - tic
+                eval_times.append(time.perf_counter() - tic)
             if save_due:
                 tic = time.perf_counter()
                 checkpoints.save(step, state, _host_state(stream, step, train_seconds, meter))
@@ -201,7 +202,8 @@ def train(
             "compile_and_first_steps_s": meter.compile_seconds,
             "first_calls_steps_s": meter.first_calls_step_seconds(),
             "train_steps_s": meter.train_seconds + train_seconds,
-            "eval_s": eval_seconds,
+            "eval_s": sum(eval_times),
+            "eval_compile_s": _first_call_excess(eval_times),
             "checkpoint_s": checkpoint_seconds,
             "total_s": time.perf_counter() - started,
         },
@@ -221,6 +223,14 @@ def train(
     if not config.keep_final_checkpoint and result["status"] == "done":
         run_dir.remove_checkpoints(out)
     return result
+
+
+def _first_call_excess(times: list[float]) -> float:
+    """What the first of several equal calls cost beyond the median of the others (its
+    compilation or cache load); 0 without a second call to compare with."""
+    if len(times) < 2:
+        return 0.0
+    return max(0.0, times[0] - float(np.median(times[1:])))
 
 
 def _checkpoint_steps(config: RunConfig) -> set[int]:

@@ -25,7 +25,7 @@ from lab.compiler_options import step_compiler_options
 from lab.config import ModelConfig
 from lab.errors import ConfigError
 from lab.model import Rules, Transformer
-from lab.optim import current_lr
+from lab.optim import current_lr, with_schedule
 from lab.sharding import LOGICAL_AXIS_RULES, batch_sharding_for, replicated
 
 METRIC_NAMES = ("loss", "grad_norm", "lr")
@@ -55,7 +55,9 @@ def _sum_loss(params, model, batch_BxT1, rules, mesh) -> tuple[jax.Array, jax.Ar
     return jnp.sum(log_z_BxT - target_logit_BxT), jnp.asarray(targets_BxT.size, jnp.int32)
 
 
+@functools.lru_cache(maxsize=16)
 def _abstract_params(model: ModelConfig) -> Any:
+    """Shapes of the parameters, boxed with their logical axis names (one trace per model)."""
     tokens = jax.ShapeDtypeStruct((1, model.ctx), jnp.int32)
     return jax.eval_shape(Transformer(model).init, jax.random.key(0), tokens)["params"]
 
@@ -93,7 +95,7 @@ def _mirror_shardings(tree: Any, params_sharding: Any, params_shapes: Any, mesh:
 
 def state_shardings(model: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh) -> Any:
     """A TrainState of NamedShardings: parameters by the rules, optimizer leaves mirroring them."""
-    abstract_params = jax.eval_shape(_init_params_fn(model), jax.random.key(0))
+    abstract_params = nn.meta.unbox(_abstract_params(model))
     p_shardings = param_shardings(model, mesh)
     return TrainState(
         step=replicated(mesh),
@@ -112,22 +114,24 @@ def _init_params_fn(model: ModelConfig):
     return init_params
 
 
-def make_init_params(model: ModelConfig, shardings: Any):
-    """Jitted rng -> parameters, born sharded. Depends on the model and mesh only."""
-    return jax.jit(_init_params_fn(model), out_shardings=shardings.params)
+def make_init_state(model: ModelConfig, optimizer: optax.GradientTransformation, shardings: Any):
+    """Jitted (rng, schedule) -> TrainState at step 0, born sharded, in one call.
 
+    `schedule`: the run's `lab.optim.schedule_numbers` as float32 scalars, passed as data and
+    written into the optimizer state, so the executable depends on the model, mesh and
+    optimizer structure only (a sweep's next budget or LR reuses it); None keeps the numbers
+    `optimizer` was built with, compiled in.
+    """
+    init_params = _init_params_fn(model)
 
-def new_train_state(
-    init_params: Any, optimizer: optax.GradientTransformation, shardings: Any, rng: jax.Array
-) -> TrainState:
-    """Step 0: parameters from the jitted `init_params`, optimizer state built outside it, so
-    the schedule's numbers it holds (lab.optim) are never compiled in."""
-    params = init_params(rng)
-    return TrainState(
-        step=jax.device_put(jnp.zeros((), jnp.int32), shardings.step),
-        params=params,
-        opt_state=jax.device_put(optimizer.init(params), shardings.opt_state),
-    )
+    def init(rng: jax.Array, schedule: dict[str, jax.Array] | None) -> TrainState:
+        params = init_params(rng)
+        opt_state = optimizer.init(params)
+        if schedule is not None:
+            opt_state = with_schedule(opt_state, schedule)
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
+
+    return jax.jit(init, out_shardings=shardings)
 
 
 def init_train_state(
@@ -135,8 +139,7 @@ def init_train_state(
 ) -> tuple[TrainState, Any]:
     """(state created directly sharded on `mesh`, the state's shardings pytree)."""
     shardings = state_shardings(model, optimizer, mesh)
-    state = new_train_state(make_init_params(model, shardings), optimizer, shardings, rng)
-    return state, shardings
+    return make_init_state(model, optimizer, shardings)(rng, None), shardings
 
 
 def make_train_step(

@@ -75,3 +75,20 @@ def test_functions_are_kept_per_shape_and_bounded(monkeypatch) -> None:
     step_cache.run_functions(dataclasses.replace(MODEL, d_ff=96), BASE, opt, mesh, 4)
     assert step_cache.run_functions(MODEL, BASE, opt, mesh, 4) is not first  # evicted, rebuilt
     step_cache.clear()
+
+
+def test_init_with_the_schedule_as_data_equals_the_compiled_in_one() -> None:
+    """One init executable for every budget: its state is bitwise the optimizer's own."""
+    from lab.optim import schedule_arrays
+    from lab.train_step import init_train_state, make_init_state, state_shardings
+
+    mesh = make_mesh(MeshConfig(1, 1, 1), jax.devices()[:1])
+    shared_opt = make_optimizer(BASE, 10)[0]
+    init_state = make_init_state(MODEL, shared_opt, state_shardings(MODEL, shared_opt, mesh))
+    for config, steps in ((BASE, 10), (dataclasses.replace(BASE, peak_lr=7e-4), 333)):
+        own, _ = init_train_state(MODEL, make_optimizer(config, steps)[0], mesh, jax.random.key(3))
+        shared = init_state(jax.random.key(3), schedule_arrays(config, steps))
+        assert jax.tree.structure(own) == jax.tree.structure(shared)
+        for a, b in zip(jax.tree.leaves(own), jax.tree.leaves(shared), strict=True):
+            assert a.sharding == b.sharding
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -83,6 +83,7 @@ def test_run_trains_exactly_d_tokens_and_records_everything(tmp_path, data_confi
     # call (4 steps) compiles, and those steps count as training at the median pace.
     first = result["timing"]["first_calls_steps_s"]
     assert first == pytest.approx(4 * result["throughput"]["median_step_time_s"])
+    assert 0 <= result["timing"]["eval_compile_s"] <= result["timing"]["eval_s"]
     assert 0 < result["true_entropy"] < np.log(32)  # the language's entropy rate, recorded
     assert result["loss"] == result["eval_curve"][-1]["loss"]
     assert result["eval_curve"][-1]["loss"] < result["eval_curve"][0]["loss"]
@@ -99,6 +100,14 @@ def test_run_trains_exactly_d_tokens_and_records_everything(tmp_path, data_confi
     before = (tmp_path / "run" / "metrics.jsonl").stat().st_mtime_ns
     assert train(config, tmp_path / "run", progress=False) == result
     assert (tmp_path / "run" / "metrics.jsonl").stat().st_mtime_ns == before
+
+
+def test_first_call_excess_is_measured_against_the_median_of_the_rest():
+    from lab.train import _first_call_excess
+
+    assert _first_call_excess([0.5, 0.1, 0.3, 0.2]) == pytest.approx(0.3)
+    assert _first_call_excess([0.1, 0.2, 0.2]) == 0.0  # a fast first call costs nothing extra
+    assert _first_call_excess([0.7]) == 0.0
 
 
 def test_steps_per_call_does_not_change_the_numbers(tmp_path, data_config):
