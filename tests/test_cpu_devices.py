@@ -81,7 +81,7 @@ def _compiled_train_step_text(model) -> str:
 
 
 def test_cpu_steps_read_transposed_dot_operands_without_copies(monkeypatch) -> None:
-    """The claim behind the option: fewer layout copies in the compiled step."""
+    """The claim behind the dot option: fewer layout copies in the compiled step."""
     from lab import train_step
     from lab.presets import model_for_params
 
@@ -95,12 +95,34 @@ def test_cpu_steps_read_transposed_dot_operands_without_copies(monkeypatch) -> N
     assert with_library < default
 
 
-def test_a_jaxlib_without_the_option_compiles_without_it(monkeypatch) -> None:
+def test_cpu_steps_leave_fewer_reductions_to_xla_than_with_dots_only(monkeypatch) -> None:
+    """The claim behind the reduce option: softmax and LayerNorm statistics no longer run as
+    XLA's own split reductions (a reduce-window, then a reduce) next to the library's dots."""
+    from lab import compiler_options, train_step
+    from lab.config import ModelConfig
+
+    options = step_compiler_options("cpu")
+    if options is None or "REDUCE" not in str(options):
+        pytest.skip("this jaxlib has no YNNPACK reduce option")
+    model = ModelConfig(n_layers=1, d_model=64, n_heads=2, d_ff=256, ctx=128, vocab_size=256)
+    xla_reductions = "calls=%wrapped_reduce"
+    with_reduce = _compiled_train_step_text(model).count(xla_reductions)
+    dots_only = compiler_options.CPU_LIBRARY_CHOICES[-1]
+    monkeypatch.setattr(train_step, "step_compiler_options", lambda platform: dict(dots_only))
+    assert with_reduce < _compiled_train_step_text(model).count(xla_reductions) / 2
+
+
+def test_a_jaxlib_without_the_options_falls_back(monkeypatch) -> None:
     from lab import compiler_options
 
-    monkeypatch.setattr(compiler_options, "CPU_DOT_LIBRARY", {"xla_cpu_no_such_option": "x"})
-    compiler_options._cpu_dot_library_supported.cache_clear()
+    unknown = {"xla_cpu_no_such_option": "x"}
+    dots_only = compiler_options.CPU_LIBRARY_CHOICES[-1]
     try:
+        monkeypatch.setattr(compiler_options, "CPU_LIBRARY_CHOICES", (unknown, dots_only))
+        compiler_options._cpu_library_options.cache_clear()
+        assert compiler_options.step_compiler_options("cpu") in (dots_only, None)
+        monkeypatch.setattr(compiler_options, "CPU_LIBRARY_CHOICES", (unknown,))
+        compiler_options._cpu_library_options.cache_clear()
         assert compiler_options.step_compiler_options("cpu") is None
     finally:
-        compiler_options._cpu_dot_library_supported.cache_clear()
+        compiler_options._cpu_library_options.cache_clear()
