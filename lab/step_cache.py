@@ -19,7 +19,7 @@ from lab.config import ModelConfig, OptimizerConfig
 from lab.optim import update_signature
 from lab.train_step import make_eval_step, make_init_state, make_train_step, state_shardings
 
-MAX_SHAPES = 8  # executables of small models are small; a sweep has a handful of shapes
+MAX_SHAPES = 16  # small executables; cpu_study has 9 shapes, a worker keeps them all
 
 
 class RunFunctions(NamedTuple):
