@@ -2,7 +2,8 @@
 
     state, shardings = init_train_state(model, optimizer, mesh, rng)       # born sharded
     train_step = make_train_step(model, optimizer, mesh, shardings, steps_per_call=k)
-    state, metrics = train_step(state, batch)    # batch int32 [B, ctx+1] or [k, B, ctx+1]
+    state, metrics = train_step(state, batch)         # k = 1: batch int32 [B, ctx+1]
+    state, metrics = train_step(state, batches, n)    # k > 1: [k, B, ctx+1], first n <= k
 
 Shardings come from the parameters' logical axis names and `LOGICAL_AXIS_RULES`; optimizer
 state leaves (Adam moments) take the sharding of the parameter they mirror. The state is
