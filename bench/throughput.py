@@ -38,7 +38,7 @@ from lab.cpu_devices import use_cpu_devices
 from lab.device_peak import datasheet_peak, make_peak_probe
 from lab.optim import make_optimizer
 from lab.presets import model_for_params, preset
-from lab.sharding import make_mesh, stacked_batch_sharding
+from lab.sharding import batch_sharding, make_mesh, stacked_batch_sharding
 from lab.train_step import init_train_state, make_train_step
 
 SIZES = {"1m": 1e6, "10m": 1e7}
@@ -79,10 +79,13 @@ def bench_model(name: str, args: argparse.Namespace, probe) -> dict:
     optimizer, _ = make_optimizer(OptimizerConfig(peak_lr=1e-3), 10**6)
     state, shardings = init_train_state(model, optimizer, mesh, jax.random.key(0))
     step = make_train_step(model, optimizer, mesh, shardings, steps_per_call=k)
-    chunk = (np.int32(k),) if k > 1 else ()  # a k-step loop takes its length
+    chunk = (np.int32(k),) if k > 1 else ()
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, model.vocab_size, (k, args.batch, model.ctx + 1), dtype=np.int32)
-    batch = jax.device_put(tokens, stacked_batch_sharding(mesh))
+    if k > 1:  # a k-step loop takes [k, B, T+1] and its length
+        batch = jax.device_put(tokens, stacked_batch_sharding(mesh))
+    else:
+        batch = jax.device_put(tokens[0], batch_sharding(mesh))
     start = time.perf_counter()
     state, metrics = step(state, batch, *chunk)
     jax.block_until_ready(metrics)
