@@ -9,8 +9,8 @@ is sharded over them, as `scaling-lab train --cpu-devices auto` runs. First meas
 machine's matmul peak in this process (best jnp.dot of large square matrices in the compute
 dtype: on CPU the better of one device using every core and every device multiplying at
 once; on accelerators one device's, times the device count), then for each model size
-compiles the train step
-(steps_per_call steps per call, one on-device loop), runs warm-up calls, and times the rest.
+compiles the train step (steps_per_call steps per call, one on-device loop), runs warm-up
+calls, and times the rest.
 Reports tokens/s, achieved FLOP/s with the detailed "causal" count (the useful work of causal
 attention, `ModelConfig.flops_per_token("causal")`; the "full" T x T count is also given) and
 MFU = achieved / measured peak, and on GPU/TPU also / datasheet peak. Writes

@@ -5,7 +5,8 @@ one after another, each split over the intra-op thread pool, and the cores wait 
 at every op: at ~1M params one device reaches ~40% of the machine's matmul peak on 2 cores.
 Exposing one device per core and splitting the batch over them (the lab's ordinary data
 sharding, `mesh.data = -1`) gives each core its own stream of work and costs one gradient
-all-reduce per step: a median 52% at 1M params and ~66% at 10M (bench/throughput.py).
+all-reduce per step: with the YNNPACK step options (lab.compiler_options), a median 55%
+at 1M params and 65-75% at 10M (bench/throughput.py).
 
 The device count is fixed when JAX's backends start, so `use_cpu_devices` must run before
 the first JAX operation (CLIs call it right after parsing their arguments).

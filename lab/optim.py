@@ -100,13 +100,15 @@ def current_lr(opt_state: Any) -> jax.Array:
     return schedule_lr(found[0].count, found[0])
 
 
+def _f32(numbers: dict[str, Any]) -> dict[str, jax.Array]:
+    return {k: jnp.asarray(v, jnp.float32) for k, v in numbers.items()}
+
+
 def with_schedule(opt_state: Any, numbers: dict[str, Any]) -> Any:
     """`opt_state` with every ScheduleState's numbers replaced by `numbers` (count kept)."""
 
     def replace(leaf: Any) -> Any:
-        if not isinstance(leaf, ScheduleState):
-            return leaf
-        return leaf._replace(**{k: jnp.asarray(v, jnp.float32) for k, v in numbers.items()})
+        return leaf._replace(**_f32(numbers)) if isinstance(leaf, ScheduleState) else leaf
 
     return jax.tree.map(replace, opt_state, is_leaf=lambda x: isinstance(x, ScheduleState))
 
@@ -142,8 +144,7 @@ def scale_by_run_schedule(
 
     def init(params: Any) -> ScheduleState:
         del params
-        arrays = {k: jnp.asarray(v, jnp.float32) for k, v in numbers.items()}
-        return ScheduleState(count=jnp.zeros((), jnp.int32), **arrays)
+        return ScheduleState(count=jnp.zeros((), jnp.int32), **_f32(numbers))
 
     def update(updates: Any, state: ScheduleState, params: Any = None) -> tuple:
         del params

@@ -23,7 +23,6 @@ MAX_SHAPES = 16  # small executables; cpu_study has 9 shapes, a worker keeps the
 
 
 class RunFunctions(NamedTuple):
-    shardings: Any  # TrainState of NamedShardings
     init_state: Any  # jitted (rng, schedule arrays) -> TrainState
     train_step: Any  # jitted, see lab.train_step.make_train_step
     eval_stack: Any  # jitted (params, [n, B, T+1]) -> (loss sum, tokens)
@@ -46,7 +45,6 @@ def run_functions(
         return _memo[key]
     shardings = state_shardings(model, optimizer, mesh)
     functions = RunFunctions(
-        shardings=shardings,
         init_state=make_init_state(model, optimizer, shardings),
         train_step=make_train_step(model, optimizer, mesh, shardings, steps_per_call),
         eval_stack=make_eval_step(model, mesh, shardings, stacked=True),

@@ -194,21 +194,16 @@ def make_train_step(
         zeros = {name: jnp.zeros((steps_per_call,), jnp.float32) for name in METRIC_NAMES}
         return jax.lax.fori_loop(0, num_steps, body, (state, zeros))
 
-    options = step_compiler_options(_platform(mesh))
     if steps_per_call == 1:
-        return jax.jit(
-            single,
-            in_shardings=(state_shardings, batch_sharding_for(mesh, 2)),
-            out_shardings=(state_shardings, replicated(mesh)),
-            donate_argnums=0,
-            compiler_options=options,
-        )
+        step, arg_shardings = single, (batch_sharding_for(mesh, 2),)
+    else:
+        step, arg_shardings = loop, (batch_sharding_for(mesh, 3), replicated(mesh))
     return jax.jit(
-        loop,
-        in_shardings=(state_shardings, batch_sharding_for(mesh, 3), replicated(mesh)),
+        step,
+        in_shardings=(state_shardings, *arg_shardings),
         out_shardings=(state_shardings, replicated(mesh)),
         donate_argnums=0,
-        compiler_options=options,
+        compiler_options=step_compiler_options(_platform(mesh)),
     )
 
 
