@@ -1,6 +1,6 @@
 """`scaling-lab fit | report | plan`: the analysis side of the console script.
 
-`experiments.cli` calls `register(subparsers)`; nothing here imports JAX, so these commands
+`experiments.main` calls `register(subparsers)`; nothing here imports JAX, so these commands
 run on a laptop with only numpy, scipy, pandas and matplotlib.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import textwrap
 from pathlib import Path
 
@@ -136,6 +135,15 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def run(argv: list[str]) -> int:
+    """Run one analysis command (`fit`, `report`, `plan`) from its arguments, for callers
+    inside the project (the demo); an `AnalysisError` propagates to the caller."""
+    parser = argparse.ArgumentParser(prog="scaling-lab")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add fit, report and plan to the `scaling-lab` dispatcher."""
     fit = subparsers.add_parser(
@@ -249,18 +257,6 @@ def _analyse(args: argparse.Namespace, approaches: tuple[str, ...]):
     return an, hold
 
 
-def _guard(handler):
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except AnalysisError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-
-    run.__doc__ = handler.__doc__
-    return run
-
-
 def _print_tables(tabs) -> None:
     for title, header, rows in tabs:
         rows = [[str(c).replace("\n", "\\n") for c in r] for r in rows]  # sample texts
@@ -271,7 +267,6 @@ def _print_tables(tabs) -> None:
             print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
 
 
-@_guard
 def fit_command(args: argparse.Namespace) -> int:
     """Fit, then print tables or one JSON document."""
     from analysis.pipeline import clean, fit_document
@@ -291,7 +286,6 @@ def fit_command(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
 def report_command(args: argparse.Namespace) -> int:
     """Fit everything and write report.html, report.md and figures."""
     from analysis.report import write_report
@@ -303,7 +297,6 @@ def report_command(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guard
 def plan_command(args: argparse.Namespace) -> int:
     """Budget -> compute-optimal N, D, tokens/param, loss (+ inference-aware allocation)."""
     from analysis.pipeline import clean

@@ -4,7 +4,7 @@
     python bench/throughput.py --cpu-devices 1                  # the same on one CPU device
     python bench/throughput.py --sizes 125m --ctx 1024 --batch 32 --dtype bfloat16   # GPU
 
-On CPU the cores are split into one device each by default (`lab.cpu_devices`) and the batch
+On CPU the cores are split into one device each by default (`lab.runtime.cpu_devices`) and the batch
 is sharded over them, as `scaling-lab train --cpu-devices auto` runs. First measures the
 machine's matmul peak in this process (best jnp.dot of large square matrices in the compute
 dtype: on CPU the better of one device using every core and every device multiplying at
@@ -34,10 +34,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.config import MeshConfig, OptimizerConfig
-from lab.cpu_devices import use_cpu_devices
-from lab.device_peak import datasheet_peak, make_peak_probe
 from lab.optim import make_optimizer
 from lab.presets import model_for_params, preset
+from lab.runtime.cpu_devices import use_cpu_devices
+from lab.runtime.device_peak import datasheet_peak, make_peak_probe
 from lab.sharding import batch_sharding, make_mesh, stacked_batch_sharding
 from lab.train_step import init_train_state, make_train_step
 

@@ -53,7 +53,7 @@ def run_config(
 
 
 def timed_train(config_path: Path, out: Path, cache: Path) -> tuple[float, dict]:
-    command = [sys.executable, "-m", "experiments.cli", "train", "--config", str(config_path)]
+    command = [sys.executable, "-m", "experiments.main", "train", "--config", str(config_path)]
     command += ["--out", str(out), "--compilation-cache", str(cache)]
     env = {**os.environ, "SCALING_LAB_QUIET": "1"}
     start = time.perf_counter()

@@ -23,7 +23,7 @@ import time
 import uuid
 from typing import Any
 
-from lab.atomic_io import as_path, is_remote, write_json_atomic
+from lab.runtime.atomic_io import as_path, is_remote, write_json_atomic
 
 CLAIMS_DIR = "claims"
 

@@ -1,9 +1,6 @@
-"""The `scaling-lab` console script: one dispatcher, subcommands owned by each package.
+"""`scaling-lab sweep plan|run|status|table|verify|samples` and `scaling-lab demo`.
 
-`experiments` is the orchestration layer, so it is the only package allowed to
-import both `lab` and `analysis`. Each package exposes `register(subparsers)`
-and keeps heavy imports (JAX) inside its handlers, so `scaling-lab fit` never
-loads JAX.
+Nothing here imports JAX at module level: the dispatcher loads this for every command.
 """
 
 from __future__ import annotations
@@ -12,54 +9,254 @@ import argparse
 import sys
 import textwrap
 
-DESCRIPTION = textwrap.dedent(
+SWEEP_EPILOG = textwrap.dedent(
     """\
-    scaling-lab: language-model scaling laws by experiment.
+    A sweep file (TOML) names compute budgets, a size ladder and a run template; see
+    experiments/configs/cpu_tiny.toml. Presets can be named without a path (cpu_tiny,
+    cpu_study, gpu_chinchilla_ladder, tpu_pod).
 
-    For a compute budget C, how big a model (N parameters) and how many tokens (D)?
-    The lab answers by measurement: it trains IsoFLOP sweeps of a sharded JAX/Flax
-    transformer and fits Chinchilla's Approaches 1, 2 and 3 to the results.
-
-    training (lab):        info, data, train, sample
-    sweeps (experiments):  sweep plan|run|status|verify|table, demo
-    analysis:              fit, report, plan
+    examples:
+      scaling-lab sweep plan cpu_tiny
+      scaling-lab sweep run cpu_tiny --out runs/tiny --jobs 2
+      scaling-lab sweep status runs/tiny
+      scaling-lab sweep run cpu_study --out gs://bucket/study --worker 3 --workers 8
+      scaling-lab sweep verify runs/tiny --runs 2
+      scaling-lab sweep samples runs/tiny --prompt "def main("
     """
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="scaling-lab",
-        description=DESCRIPTION,
+def register(subparsers: argparse._SubParsersAction) -> None:
+    sweep = subparsers.add_parser(
+        "sweep",
+        help="IsoFLOP sweeps: plan, run (resumable, splittable), status, table, verify",
+        description="Sweep model size against tokens at fixed compute budgets.",
+        epilog=SWEEP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for register in _registrars():
-        register(subparsers)
-    return parser
+    commands = sweep.add_subparsers(dest="sweep_command", metavar="SUBCOMMAND")
+
+    plan = commands.add_parser("plan", help="print the grid and estimated times; trains nothing")
+    plan.add_argument("file", help="sweep file (TOML) or preset name")
+    plan.add_argument(
+        "--throughput",
+        type=float,
+        help="FLOP/s (detailed convention) to estimate times with, instead of measuring",
+    )
+    plan.add_argument("--no-measure", action="store_true", help="no time estimate at all")
+    plan.set_defaults(func=_plan)
+
+    run = commands.add_parser("run", help="run the sweep into DIR (resumable, idempotent)")
+    run.add_argument("file", help="sweep file (TOML) or preset name")
+    run.add_argument("--out", required=True, help="results directory (local path or gs://...)")
+    run.add_argument("--worker", type=int, default=0, help="this worker's index (0-based)")
+    run.add_argument("--workers", type=int, default=1, help="number of workers sharing DIR")
+    run.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="runs at once on this host, each a child process with single-threaded XLA (CPU); "
+        "default 0 = one per core on a CPU host (measured faster), 1 on GPU/TPU. "
+        "--jobs 1 trains in this process",
+    )
+    pin = run.add_mutually_exclusive_group()
+    pin.add_argument(
+        "--pin", dest="pin", action="store_true", default=None, help="pin each job to a core"
+    )
+    pin.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="let the OS schedule jobs (default: pin only when the host is otherwise idle)",
+    )
+    run.add_argument("--retry-diverged", action="store_true", help="re-run diverged runs")
+    run.add_argument("--retry-failed", action="store_true", help="re-run runs that raised")
+    run.add_argument(
+        "--claim-timeout",
+        type=float,
+        default=300.0,
+        help="seconds without a heartbeat after which another worker takes a run over",
+    )
+    run.add_argument("--heartbeat", type=float, default=30.0, help="heartbeat period (s)")
+    run.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="exit when nothing is left to claim instead of waiting for other workers' runs",
+    )
+    run.add_argument("--compilation-cache", default="default", help="JAX cache dir or 'none'")
+    run.add_argument("--no-progress", action="store_true", help="no per-run progress bar")
+    multi = run.add_argument_group(
+        "multi-host",
+        "Each run over several JAX processes (a TPU pod slice, several GPU hosts): start the "
+        "same command on every host; process 0 claims runs and all train them together. "
+        "On Cloud TPU VMs pass --distributed alone (JAX finds the slice).",
+    )
+    multi.add_argument("--distributed", action="store_true", help="jax.distributed.initialize()")
+    multi.add_argument("--coordinator", help="HOST:PORT of process 0")
+    multi.add_argument("--num-processes", type=int)
+    multi.add_argument("--process-id", type=int)
+    multi.add_argument("--local-devices", type=int, help="CPU only: fake devices per process")
+    run.add_argument("--pin-cores", help=argparse.SUPPRESS)
+    run.add_argument("--worker-name", help=argparse.SUPPRESS)
+    run.set_defaults(func=_run)
+
+    status = commands.add_parser("status", help="runs done/running/left, FLOPs, ETA")
+    status.add_argument("dir")
+    status.set_defaults(func=_status)
+
+    table = commands.add_parser("table", help="rebuild results.csv and curves.csv from run dirs")
+    table.add_argument("dir")
+    table.set_defaults(func=_table)
+
+    verify = commands.add_parser("verify", help="re-run k finished runs and compare final loss")
+    verify.add_argument("dir")
+    verify.add_argument("--runs", type=int, default=1, help="how many runs to re-run")
+    verify.add_argument("--tolerance", type=float, help="allowed |loss difference|")
+    verify.set_defaults(func=_verify)
+
+    samples = commands.add_parser(
+        "samples",
+        help="DIR/samples.json: per budget, the optimal, smallest and largest run complete a prompt",
+    )
+    samples.add_argument("dir")
+    samples.add_argument("--prompt", help="text to continue (default 'def '; '' for symbols)")
+    samples.add_argument("--max-new-tokens", type=int, default=64, help="tokens per sample")
+    samples.add_argument("--seed", type=int, default=0, help="sampling seed (same for all runs)")
+    samples.add_argument("--greedy", action="store_true", help="argmax instead of T=0.8, p=0.95")
+    samples.set_defaults(func=_samples)
+    sweep.set_defaults(func=lambda args: (sweep.print_help(), 0)[1])
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="the main job: run the cpu_tiny sweep, then the analysis report",
+        description="Runs an IsoFLOP sweep on the embedded stdlib corpus (resumable: run it "
+        "again to continue) and then fits and reports it.",
+    )
+    demo.add_argument("--out", default="runs/demo", help="results directory (default runs/demo)")
+    demo.add_argument("--sweep", default="cpu_tiny", help="sweep file or preset (cpu_tiny)")
+    demo.add_argument(
+        "--jobs", type=int, default=0, help="parallel runs (default 0: one per core on CPU)"
+    )
+    demo.set_defaults(func=_demo)
 
 
-def _registrars():
-    """Each package's `register`; none of these modules imports JAX at module level."""
-    from analysis import cli as analysis_cli
-    from experiments import sweep_cli
-    from lab import cli as lab_cli
+def _plan(args: argparse.Namespace) -> int:
+    from experiments.context import build_grid
+    from experiments.plan import fixed_throughput, measure_throughput, plan_table
+    from experiments.sweep_file import load_sweep
 
-    return [lab_cli.register, sweep_cli.register, analysis_cli.register]
+    spec = load_sweep(args.file)
+    grid, facts = build_grid(spec)
+    print(
+        f"corpus {facts.name}: {facts.train_tokens:,} unique train tokens, vocab "
+        f"{facts.vocab_size}, fingerprint {facts.fingerprint[:12]}"
+    )
+    throughput = None
+    if args.throughput:
+        throughput = fixed_throughput(args.throughput)
+    elif not args.no_measure and grid.points:
+        throughput = measure_throughput(grid, log=lambda m: print(m, file=sys.stderr))
+    tuning = ()
+    if spec.tuning is not None:
+        from experiments.tuning import tuning_points
+
+        tuning = tuple(tuning_points(spec, grid))
+    print(plan_table(spec, grid, throughput, tuning))
+    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+def _run(args: argparse.Namespace) -> int:
+    if args.pin_cores:
+        from experiments.jobs import pin_to_cores
+
+        pin_to_cores([int(c) for c in args.pin_cores.split(",")])
+    from experiments.runner import RunnerOptions, run_sweep
+
+    if args.distributed or args.coordinator:
+        _init_distributed(args)
+        args.jobs = 1  # one process per host, each a part of every run
+    options = RunnerOptions(
+        worker=args.worker,
+        workers=args.workers,
+        jobs=args.jobs,
+        pin=args.pin,
+        retry_diverged=args.retry_diverged,
+        retry_failed=args.retry_failed,
+        claim_timeout_s=args.claim_timeout,
+        heartbeat_s=args.heartbeat,
+        wait=not args.no_wait,
+        progress=False if args.no_progress else None,
+        compilation_cache=None if args.compilation_cache == "none" else args.compilation_cache,
+        worker_name=args.worker_name,
+    )
+    from lab.train import RunInterrupted
+
     try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        report = run_sweep(args.file, args.out, options)
+    except RunInterrupted as interrupted:
+        print(f"scaling-lab sweep run: {interrupted}", file=sys.stderr)
+        return 75
+    if not args.worker_name:  # a --jobs child leaves the summary to its parent
+        from experiments.status import format_status
+
+        print(format_status(args.out))
+    return report.exit_code
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _init_distributed(args: argparse.Namespace) -> None:
+    """Join the multi-process JAX cluster before anything else touches JAX."""
+    if args.local_devices:
+        from lab.runtime.cpu_devices import use_cpu_devices
+
+        use_cpu_devices(args.local_devices)
+    from lab.sharding import initialize_distributed
+
+    initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from experiments.status import format_status
+
+    print(format_status(args.dir))
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from experiments.results import rebuild_tables
+
+    rows, curve_rows = rebuild_tables(args.dir)
+    print(f"wrote {args.dir}/results.csv ({rows} runs) and curves.csv ({curve_rows} evals)")
+    return 0
+
+
+def _samples(args: argparse.Namespace) -> int:
+    from experiments.samples import DEFAULT_SAMPLING, write_samples
+    from lab.sampling import SamplingConfig
+
+    sampling = SamplingConfig(greedy=True) if args.greedy else DEFAULT_SAMPLING
+    write_samples(
+        args.dir,
+        prompt=args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        sampling=sampling,
+        seed=args.seed,
+    )
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from experiments.verify import format_verification, pick_runs, verify_run
+
+    runs = pick_runs(args.dir, args.runs)
+    if not runs:
+        print(f"no finished runs in {args.dir} to verify", file=sys.stderr)
+        return 1
+    results = [verify_run(args.dir, run_id, args.tolerance) for run_id in runs]
+    print(format_verification(results))
+    return 0 if all(v.ok for v in results) else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from experiments.demo import run_demo
+
+    return run_demo(args.sweep, args.out, jobs=args.jobs)

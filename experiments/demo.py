@@ -1,6 +1,6 @@
 """`scaling-lab demo`: the README's main job. Run the cpu_tiny sweep, then the analysis report.
 
-The analysis is reached through the dispatcher (`scaling-lab report DIR --out DIR/report` and
+The analysis is reached through `analysis.cli.run` (`scaling-lab report DIR --out DIR/report` and
 `scaling-lab fit DIR --json`), imported lazily; if the analysis package is not installed
 the demo prints the results table instead and says so.
 """
@@ -34,16 +34,21 @@ def run_demo(sweep: str, out: str, *, jobs: int = 0) -> int:
             + results_text(out)
         )
         return 0
-    from experiments import cli
+    from analysis import cli as analysis_cli
+    from analysis.errors import AnalysisError
     from experiments.samples import write_samples
 
     try:  # DIR/samples.json, which the report shows per budget; the fits do not need it
         write_samples(out)
     except ConfigError as error:
         print(f"demo: no samples ({error})")
-    code = cli.main(["report", out, "--out", report_dir])
+    try:
+        code = analysis_cli.run(["report", out, "--out", report_dir])
+    except AnalysisError as error:
+        print(f"demo: `scaling-lab report` failed: {error}")
+        code = 2
     if code:
-        print(f"demo: `scaling-lab report` exited with {code}; the results table:")
+        print("demo: no report; the results table:")
         print(results_text(out))
         return code
     print(f"report: {report_dir}")
@@ -63,13 +68,17 @@ def _analysis_available() -> bool:
 
 def summary_lines(out: str) -> list[str]:
     """Three lines from `scaling-lab fit DIR --json --at LARGEST_BUDGET`: a, b, tokens/param."""
-    from experiments import cli
+    from analysis import cli as analysis_cli
+    from analysis.errors import AnalysisError
 
     rows = read_csv(os.path.join(out, RESULTS_FILE))
     largest = max(float(r["budget"]) for r in rows)
     buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        code = cli.main(["fit", out, "--json", "--at", repr(largest)])
+    try:
+        with contextlib.redirect_stdout(buffer):
+            code = analysis_cli.run(["fit", out, "--json", "--at", repr(largest)])
+    except AnalysisError as error:
+        return [f"(fit failed: {error}; see the report)"]
     if code:
         return [f"(fit exited with {code}; see the report)"]
     try:

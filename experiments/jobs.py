@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 
-from experiments.runner import RunnerOptions
+from experiments.options import RunnerOptions
 from experiments.sweep_dir import SWEEP_FILE
 
 SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -63,7 +63,7 @@ def child_command(out: str, options: RunnerOptions, j: int, core: int | None) ->
     command = [
         sys.executable,
         "-m",
-        "experiments.cli",
+        "experiments.main",
         "sweep",
         "run",
         os.path.join(out, SWEEP_FILE),
@@ -140,3 +140,12 @@ def run_jobs(out: str, options: RunnerOptions) -> int:
     if bad:
         print(f"sweep run: {len(bad)} of {options.jobs} job(s) exited with {bad}", file=sys.stderr)
     return max(codes, key=abs) if bad else 0
+
+
+def pin_to_cores(cores: list[int]) -> None:
+    """Restrict this process to `cores` (Linux); a no-op elsewhere."""
+    if hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, set(cores))
+        except OSError as error:
+            print(f"warning: could not pin to cores {cores}: {error}", file=sys.stderr)

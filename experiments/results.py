@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from lab.atomic_io import as_path, is_remote, write_text_atomic
+from lab.runtime.atomic_io import as_path, is_remote, write_text_atomic
 
 RESULTS_FILE = "results.csv"
 CURVES_FILE = "curves.csv"

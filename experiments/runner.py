@@ -12,7 +12,6 @@ retried unless asked.
 from __future__ import annotations
 
 import dataclasses
-import os
 import socket
 import sys
 import time
@@ -22,36 +21,13 @@ from experiments import sweep_dir
 from experiments.claims import ClaimStore
 from experiments.context import build_grid
 from experiments.grid import Grid, GridPoint
+from experiments.options import RunnerOptions
 from experiments.results import rebuild_tables, update_tables
 from experiments.staging import local_run_dir
 from experiments.sweep_file import SweepSpec
 from lab.errors import ConfigError
 
 FINISHED = ("done", "diverged", "failed")
-
-
-@dataclasses.dataclass(frozen=True)
-class RunnerOptions:
-    worker: int = 0
-    workers: int = 1
-    jobs: int = 1  # 0: auto (one per core on a CPU host, else 1)
-    pin: bool | None = None  # None: pin children to cores only on a quiet host
-    retry_diverged: bool = False
-    retry_failed: bool = False
-    claim_timeout_s: float = 300.0
-    heartbeat_s: float = 30.0
-    wait: bool = True  # after its own pass, wait for runs claimed by others (take over dead ones)
-    progress: bool | None = None
-    compilation_cache: str | None = "default"
-    worker_name: str | None = None
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.worker < self.workers:
-            raise ConfigError(
-                f"--worker {self.worker} must be in [0, {self.workers}) for --workers {self.workers}"
-            )
-        if self.jobs < 0:
-            raise ConfigError(f"--jobs must be >= 1 (or 0 for one per core), got {self.jobs}")
 
 
 @dataclasses.dataclass
@@ -201,7 +177,6 @@ def _choose(
 
 
 def _process_count() -> int:
-    import sys
 
     if "jax" not in sys.modules:  # never start JAX just to ask
         return 1
@@ -293,7 +268,7 @@ def _announce(out: str, grid: Grid, point: GridPoint, worker: str) -> None:
 
 
 def _describe(out: str, point: GridPoint, state: str) -> str:
-    from lab.atomic_io import read_json
+    from lab.runtime.atomic_io import read_json
 
     path = sweep_dir.run_path(out, point.run_id)
     if state == "failed":
@@ -304,12 +279,3 @@ def _describe(out: str, point: GridPoint, state: str) -> str:
         return f"DIVERGED: {result['divergence']['reason']}"
     seconds = result.get("timing", {}).get("total_s", 0.0)
     return f"loss {result['loss']:.4f} ({point.steps} steps, {seconds:.1f} s)"
-
-
-def pin_to_cores(cores: list[int]) -> None:
-    """Restrict this process to `cores` (Linux); a no-op elsewhere."""
-    if hasattr(os, "sched_setaffinity"):
-        try:
-            os.sched_setaffinity(0, set(cores))
-        except OSError as error:
-            print(f"warning: could not pin to cores {cores}: {error}", file=sys.stderr)

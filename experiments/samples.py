@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from experiments.results import RESULTS_FILE, read_csv
-from lab.atomic_io import as_path, write_json_atomic
+from lab.runtime.atomic_io import as_path, write_json_atomic
 from lab.sampling import SamplingConfig
 
 SAMPLES_FILE = "samples.json"
@@ -64,7 +64,7 @@ def write_samples(
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Generate the samples of sweep DIR `root` and write DIR/samples.json; the entries."""
-    from lab.sample_cmd import SampleError, checkpoint_steps, complete, load_run
+    from lab.completion import SampleError, checkpoint_steps, complete, load_run
 
     root_path = as_path(root)
     rows = read_csv(root_path / RESULTS_FILE)

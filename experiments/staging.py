@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from lab.atomic_io import as_path, is_remote
+from lab.runtime.atomic_io import as_path, is_remote
 
 LAST = ("result.json",)
 

@@ -13,7 +13,7 @@ from typing import Any
 from experiments import sweep_dir
 from experiments.claims import ClaimStore
 from experiments.results import RESULT_FILE
-from lab.atomic_io import read_json
+from lab.runtime.atomic_io import read_json
 
 
 def format_duration(seconds: float | None) -> str:

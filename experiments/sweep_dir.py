@@ -24,7 +24,13 @@ from typing import Any
 from experiments.grid import Grid, GridPoint
 from experiments.results import FAILURE_FILE, POINT_FILE, RESULT_FILE
 from experiments.sweep_file import SweepError, SweepSpec, load_sweep, parse_sweep
-from lab.atomic_io import as_path, is_remote, read_json, write_json_atomic, write_text_atomic
+from lab.runtime.atomic_io import (
+    as_path,
+    is_remote,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 SWEEP_FILE = "sweep.toml"
 PLAN_FILE = "plan.json"

@@ -20,9 +20,9 @@ from analysis.lr_tuning import LrLaw, LrTuningError, fit_lr_law, picks_by_size
 from experiments.grid import Grid, GridPoint, batch_for, format_number, run_config_for
 from experiments.sweep_file import SweepSpec
 from experiments.tuning_spec import TuningSpec, TuningSpecError
-from lab.atomic_io import as_path, read_json, write_json_atomic
 from lab.config import ModelConfig
 from lab.run_config import ScalingRule
+from lab.runtime.atomic_io import as_path, read_json, write_json_atomic
 
 LAW_FILE = "lr_law.json"
 TUNING_PREFIX = "tune_"

@@ -16,7 +16,7 @@ import shutil
 import socket
 
 from experiments import sweep_dir
-from lab.atomic_io import as_path, read_json
+from lab.runtime.atomic_io import as_path, read_json
 
 CROSS_MACHINE_TOLERANCE = 1e-2
 CROSS_FLAGS_TOLERANCE = 1e-4  # same machine, other XLA_FLAGS: ~1e-6 differences seen

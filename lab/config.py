@@ -14,6 +14,7 @@ import math
 import typing
 from typing import Any, Self
 
+from lab import counting
 from lab.errors import ConfigError
 
 POSITIONS = ("rope", "learned")
@@ -135,20 +136,14 @@ class ModelConfig(_DictMixin):
 
     def num_params(self) -> int:
         """Total parameters (Chinchilla's convention), exact."""
-        from lab import counting
-
         return counting.num_params(self)
 
     def num_nonembedding_params(self) -> int:
         """Parameters without token/position embeddings and untied unembedding (Kaplan's)."""
-        from lab import counting
-
         return counting.num_nonembedding_params(self)
 
     def flops_per_token(self, convention: str = "causal") -> float:
         """Training FLOPs per token (forward + backward = 3x forward); see `lab.counting`."""
-        from lab import counting
-
         return counting.flops_per_token(self, convention)
 
 

@@ -19,17 +19,29 @@ Conventions
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from lab.config import ModelConfig
+
+class ModelShape(Protocol):
+    """What counting reads of a model: `lab.config.ModelConfig` is one (counting needs no
+    import of it, so the config can call these formulas at module level)."""
+
+    vocab_size: int
+    ctx: int
+    d_model: int
+    d_ff: int
+    n_layers: int
+    mlp: str
+    position: str
+    tied_embeddings: bool
+
 
 ParamSpec = tuple[tuple[int, ...], tuple[str | None, ...]]
 
 EMBEDDING_PATHS = (("embed", "embedding"), ("pos_embed", "embedding"), ("lm_head", "kernel"))
 
 
-def param_specs(config: ModelConfig) -> dict[tuple[str, ...], ParamSpec]:
+def param_specs(config: ModelShape) -> dict[tuple[str, ...], ParamSpec]:
     """Every parameter of the model: path -> (shape, logical axis names)."""
     d, f, v = config.d_model, config.d_ff, config.vocab_size
     specs: dict[tuple[str, ...], ParamSpec] = {("embed", "embedding"): ((v, d), ("vocab", "embed"))}
@@ -52,23 +64,23 @@ def param_specs(config: ModelConfig) -> dict[tuple[str, ...], ParamSpec]:
     return specs
 
 
-def num_params(config: ModelConfig) -> int:
+def num_params(config: ModelShape) -> int:
     """Total parameter count (Chinchilla's convention)."""
     return sum(math.prod(shape) for shape, _ in param_specs(config).values())
 
 
-def num_embedding_params(config: ModelConfig) -> int:
+def num_embedding_params(config: ModelShape) -> int:
     """Token + position embeddings + untied unembedding."""
     specs = param_specs(config)
     return sum(math.prod(specs[p][0]) for p in EMBEDDING_PATHS if p in specs)
 
 
-def num_nonembedding_params(config: ModelConfig) -> int:
+def num_nonembedding_params(config: ModelShape) -> int:
     """Kaplan's N: everything but the embedding matrices (norm scales included)."""
     return num_params(config) - num_embedding_params(config)
 
 
-def forward_flops_breakdown(config: ModelConfig, causal: bool = True) -> dict[str, float]:
+def forward_flops_breakdown(config: ModelShape, causal: bool = True) -> dict[str, float]:
     """Forward matmul FLOPs per token by component (2 FLOPs per multiply-add), summed over layers."""
     d, f, v, n_layers, t = (
         config.d_model,
@@ -89,7 +101,7 @@ def forward_flops_breakdown(config: ModelConfig, causal: bool = True) -> dict[st
     }
 
 
-def flops_per_token(config: ModelConfig, convention: str = "causal") -> float:
+def flops_per_token(config: ModelShape, convention: str = "causal") -> float:
     """Training FLOPs per token: "6N", "6N_nonemb", "causal" (for MFU) or "full" (executed)."""
     if convention == "6N":
         return 6.0 * num_params(config)
@@ -104,6 +116,6 @@ def flops_per_token(config: ModelConfig, convention: str = "causal") -> float:
     )
 
 
-def tokens_for_budget(config: ModelConfig, flops: float, convention: str = "causal") -> float:
+def tokens_for_budget(config: ModelShape, flops: float, convention: str = "causal") -> float:
     """Training tokens a budget of `flops` buys for this model under `convention`."""
     return flops / flops_per_token(config, convention)

@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from lab.atomic_io import read_json, write_json_atomic
 from lab.errors import ConfigError
 from lab.run_config import RunConfig
+from lab.runtime.atomic_io import read_json, write_json_atomic
 
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"

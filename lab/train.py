@@ -20,15 +20,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from lab import compile_cache, provenance, run_dir, step_cache
+from lab import run_dir, step_cache
 from lab.checkpoint import RunCheckpoints
 from lab.data import global_batch, global_batch_stack, load_corpus
-from lab.device_peak import device_peak_flops
 from lab.errors import ConfigError
 from lab.memory import check_fits, estimate_memory
 from lab.metrics import JsonlLog, Progress, show_progress
 from lab.optim import make_optimizer, schedule_arrays
 from lab.run_config import RunConfig
+from lab.runtime import compile_cache, provenance
+from lab.runtime.device_peak import device_peak_flops
 from lab.sharding import make_mesh
 
 

@@ -22,11 +22,11 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from lab.compiler_options import step_compiler_options
 from lab.config import ModelConfig
 from lab.errors import ConfigError
 from lab.model import Rules, Transformer
 from lab.optim import current_lr, with_schedule
+from lab.runtime.compiler_options import step_compiler_options
 from lab.sharding import LOGICAL_AXIS_RULES, batch_sharding_for, replicated
 
 METRIC_NAMES = ("loss", "grad_norm", "lr")

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import cli
 from analysis.synthetic import CHINCHILLA_PUBLISHED, isoflop_grid, training_curves
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="scaling-lab")
-    cli.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """Through the dispatcher, which turns bad input into one line on stderr."""
+    from experiments.main import main
+
+    return main(argv)
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +247,7 @@ def test_bad_input_is_an_error_message_not_a_traceback(capsys, tmp_path):
 
 
 def test_dispatcher_runs_analysis_commands(capsys):
-    from experiments.cli import main
+    from experiments.main import main
 
     assert main(["plan", "--budget", "1e21", "--use", "hoffmann", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["C"] == 1e21

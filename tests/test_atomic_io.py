@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lab import atomic_io
+from lab.runtime import atomic_io
 
 
 def test_write_replaces_whole_file(tmp_path):

@@ -4,7 +4,7 @@ run on a machine without JAX (the dispatcher must not import it to build its par
 import subprocess
 import sys
 
-from experiments.cli import build_parser
+from experiments.main import build_parser
 
 BLOCK_JAX = """
 import sys
@@ -13,7 +13,7 @@ class Block:
         if name.split('.')[0] in ('jax', 'jaxlib', 'flax', 'optax', 'orbax'):
             raise ImportError(f'{name} is blocked in this test')
 sys.meta_path.insert(0, Block())
-from experiments.cli import main
+from experiments.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from test_multihost import CONFIG, REPO, base_env, losses, train_command
 
-from lab.compiler_options import step_compiler_options
-from lab.cpu_devices import resolve_cpu_devices, usable_cores, use_cpu_devices
 from lab.errors import ConfigError
+from lab.runtime.compiler_options import step_compiler_options
+from lab.runtime.cpu_devices import resolve_cpu_devices, usable_cores, use_cpu_devices
 
 
 def test_two_cpu_devices_train_the_one_device_run(tmp_path: Path) -> None:
@@ -98,8 +98,9 @@ def test_cpu_steps_read_transposed_dot_operands_without_copies(monkeypatch) -> N
 def test_cpu_steps_leave_fewer_reductions_to_xla_than_with_dots_only(monkeypatch) -> None:
     """The claim behind the reduce option: softmax and LayerNorm statistics no longer run as
     XLA's own split reductions (a reduce-window, then a reduce) next to the library's dots."""
-    from lab import compiler_options, train_step
+    from lab import train_step
     from lab.config import ModelConfig
+    from lab.runtime import compiler_options
 
     options = step_compiler_options("cpu")
     if options is None or "REDUCE" not in str(options):
@@ -113,7 +114,7 @@ def test_cpu_steps_leave_fewer_reductions_to_xla_than_with_dots_only(monkeypatch
 
 
 def test_a_jaxlib_without_the_options_falls_back(monkeypatch) -> None:
-    from lab import compiler_options
+    from lab.runtime import compiler_options
 
     unknown = {"xla_cpu_no_such_option": "x"}
     dots_only = compiler_options.CPU_LIBRARY_CHOICES[-1]

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from lab.data import cmd
 from lab.data.config import SYNTHETIC_DEFAULTS
 from lab.data.synthetic import build_language
 
 
 def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="scaling-lab")
-    cmd.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """Through the dispatcher, which turns bad input into one line on stderr."""
+    from experiments.main import main
+
+    return main(argv)
 
 
 def test_synthetic_summary_reports_true_entropy(
@@ -53,7 +51,7 @@ def test_text_summary_as_table(tmp_path: Path, capsys: pytest.CaptureFixture) ->
 def test_missing_dataset_prints_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert _main(["data", "tfds:lm1b", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: TFDS dataset 'lm1b' is not prepared") and "Traceback" not in err
+    assert err.startswith("scaling-lab data: error: TFDS dataset 'lm1b' is not prepared") and "Traceback" not in err
     assert "--file_format array_record" in err
 
 

@@ -24,7 +24,7 @@ def scaling_lab(*args: str, timeout: float) -> str:
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device, as users
     env["JAX_PLATFORMS"] = "cpu"
     done = subprocess.run(
-        [sys.executable, "-m", "experiments.cli", *args],
+        [sys.executable, "-m", "experiments.main", *args],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -7,8 +7,8 @@ import os
 import jax
 import pytest
 
-from lab import device_peak
-from lab.device_peak import device_peak_flops
+from lab.runtime import device_peak
+from lab.runtime.device_peak import device_peak_flops
 
 
 @pytest.fixture(autouse=True)

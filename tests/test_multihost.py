@@ -62,7 +62,7 @@ def train_command(config: Path, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "experiments.cli",
+        "experiments.main",
         "train",
         "--config",
         str(config),
@@ -178,7 +178,7 @@ def test_a_sweep_over_two_processes_trains_each_run_once_on_all_devices(tmp_path
     sweep = tmp_path / "sweep.toml"
     sweep.write_text(SWEEP)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "experiments.cli", "sweep", "run", str(sweep), "--out"]
+    command = [sys.executable, "-m", "experiments.main", "sweep", "run", str(sweep), "--out"]
     first, second = run_two_processes([*command, str(out), "--no-progress"], timeout=300)
     outputs = [first.stdout, second.stdout]
     assert first.returncode == second.returncode == 0, outputs[0][-2000:] + outputs[1][-2000:]

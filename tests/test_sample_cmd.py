@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from analysis.loading import read_samples
-from experiments import cli
+from experiments import main
+from lab.completion import SampleError, complete, load_run
 from lab.config import MeshConfig, ModelConfig, OptimizerConfig
 from lab.data import DataConfig, load_corpus
 from lab.run_config import RunConfig
-from lab.sample_cmd import SampleError, complete, load_run
 from lab.sampling import SamplingConfig
 from lab.train import train
 
@@ -64,7 +64,7 @@ def test_model_trained_on_a_pattern_reproduces_it(run_dir: Path) -> None:
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    code = cli.main(argv)
+    code = main.main(argv)
     out = capsys.readouterr()
     return code, out.out, out.err
 

@@ -61,7 +61,7 @@ def env() -> dict[str, str]:
 def sweep(*args: str, sweep_file: Path = MICRO, **kwargs) -> subprocess.Popen:
     if args[0] == "run" and "--jobs" not in args:
         args = (*args, "--jobs", "1")
-    command = [sys.executable, "-m", "experiments.cli", "sweep", *args]
+    command = [sys.executable, "-m", "experiments.main", "sweep", *args]
     command = [part if part != "FILE" else str(sweep_file) for part in command]
     return subprocess.Popen(
         command, cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -198,7 +198,7 @@ def test_sigkilled_runner_restarts_and_does_each_run_once(tmp_path) -> None:
         assert steps == list(range(1, result["steps"] + 1)), name
     plain = tmp_path / "plain"
     config = root / "runs" / killed_in / "config.json"
-    command = [sys.executable, "-m", "experiments.cli", "train", "--config", str(config)]
+    command = [sys.executable, "-m", "experiments.main", "train", "--config", str(config)]
     subprocess.run([*command, "--out", str(plain)], cwd=REPO, env=env(), check=True)
     uninterrupted = json.loads((plain / "result.json").read_text())
     assert after[killed_in]["loss"] == uninterrupted["loss"]  # resumed == uninterrupted, bitwise

@@ -194,7 +194,7 @@ def test_sigkill_and_sigterm_then_resume_equals_uninterrupted(tmp_path, data_con
     config_file = tmp_path / "run.json"
     config_file.write_text(json.dumps(config.to_dict()))
     run = tmp_path / "interrupted"
-    command = [sys.executable, "-m", "experiments.cli", "train", "--config", str(config_file)]
+    command = [sys.executable, "-m", "experiments.main", "train", "--config", str(config_file)]
     command += ["--out", str(run)]
     env = {**os.environ, "SCALING_LAB_QUIET": "1"}
 

@@ -32,7 +32,7 @@ def _env() -> dict[str, str]:
 
 
 def _run(sweep_file: Path, root: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "experiments.cli", "sweep", "run", str(sweep_file)]
+    command = [sys.executable, "-m", "experiments.main", "sweep", "run", str(sweep_file)]
     command += ["--out", str(root), "--jobs", "1", "--no-progress"]
     return subprocess.Popen(
         command, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -108,7 +108,7 @@ def device_peak_flops(dtype: str = "float32", recheck_repeats: int = 3) -> tuple
     reading = measure_matmul_peak(dtype, repeats=repeats) if repeats else 0.0
     if reading > table.get(key, 0.0):
         table[key] = reading
-        from lab.atomic_io import write_json_atomic
+        from lab.runtime.atomic_io import write_json_atomic
 
         with contextlib.suppress(OSError):  # a read-only home is no reason to fail a run
             write_json_atomic(cache, table)

@@ -1,8 +1,4 @@
-"""`lab`'s subcommands: info, data, train, sample.
-
-Nothing here imports JAX at module level: the dispatcher loads this module for every
-command, including the analysis ones that must run without JAX.
-"""
+"""`scaling-lab train`: one run to exactly its token budget, resumable."""
 
 from __future__ import annotations
 
@@ -10,8 +6,6 @@ import argparse
 import json
 import sys
 import textwrap
-
-from lab.errors import ConfigError
 
 TRAIN_EPILOG = textwrap.dedent(
     """\
@@ -31,11 +25,6 @@ TRAIN_EPILOG = textwrap.dedent(
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from lab import info_cmd, sample_cmd
-    from lab.data import cmd as data_cmd
-
-    info_cmd.register(subparsers)
-    data_cmd.register(subparsers)
     train = subparsers.add_parser(
         "train",
         help="train one run to exactly its token budget (resumable)",
@@ -77,29 +66,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     multi.add_argument("--num-processes", type=int)
     multi.add_argument("--process-id", type=int)
     train.set_defaults(func=_train)
-    sample_cmd.register(subparsers)
 
 
 def _train(args: argparse.Namespace) -> int:
     from lab.run_config import load_run_config
 
+    config = load_run_config(args.config, args.set)
+    if args.cpu_devices:
+        from lab.runtime.cpu_devices import use_cpu_devices
+
+        use_cpu_devices(args.cpu_devices)
+    _init_distributed(args)
+    from lab.train import RunInterrupted, train
+
     try:
-        config = load_run_config(args.config, args.set)
-        if args.cpu_devices:
-            from lab.cpu_devices import use_cpu_devices
-
-            use_cpu_devices(args.cpu_devices)
-        _init_distributed(args)
-        from lab.train import RunInterrupted, train
-
-        try:
-            result = train(config, args.out, compilation_cache=args.compilation_cache)
-        except RunInterrupted as interrupted:
-            print(f"scaling-lab train: {interrupted}", file=sys.stderr)
-            return 75
-    except ConfigError as error:
-        print(f"scaling-lab train: error: {error}", file=sys.stderr)
-        return 2
+        result = train(config, args.out, compilation_cache=args.compilation_cache)
+    except RunInterrupted as interrupted:
+        print(f"scaling-lab train: {interrupted}", file=sys.stderr)
+        return 75
     if args.json:
         print(json.dumps(result, indent=2))
     else:

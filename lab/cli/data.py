@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 EPILOG = """\
 corpora:
@@ -54,27 +53,26 @@ def _synthetic_options(pairs: list[str]) -> dict | None:
         key, sep, value = pair.partition("=")
         if not sep:
             raise DataError(f"--synthetic takes KEY=VALUE, got {pair!r}")
-        options[key.strip()] = float(value) if "." in value else int(value)
+        try:
+            options[key.strip()] = float(value) if "." in value else int(value)
+        except ValueError:
+            raise DataError(f"--synthetic {key.strip()} takes a number, got {value!r}") from None
     return options or None
 
 
 def run(args: argparse.Namespace) -> int:
-    from lab.data import DataConfig, DataError, load_corpus
+    from lab.data import DataConfig, load_corpus
 
-    try:
-        config = DataConfig(
-            corpus=args.name,
-            tokenizer=args.tokenizer,
-            eval_fraction=args.eval_fraction,
-            eval_seed=args.eval_seed,
-            data_dir=args.data_dir,
-            synthetic=_synthetic_options(args.synthetic),
-            tfds_split=args.tfds_split,
-        )
-        summary = load_corpus(config).summary()
-    except (DataError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    config = DataConfig(
+        corpus=args.name,
+        tokenizer=args.tokenizer,
+        eval_fraction=args.eval_fraction,
+        eval_seed=args.eval_seed,
+        data_dir=args.data_dir,
+        synthetic=_synthetic_options(args.synthetic),
+        tfds_split=args.tfds_split,
+    )
+    summary = load_corpus(config).summary()
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0

@@ -1,0 +1,140 @@
+"""The `scaling-lab` console script: one dispatcher, subcommands owned by each package.
+
+`experiments` is the orchestration layer, so it is the only package allowed to import both
+`lab` and `analysis`. Each package exposes `register(subparsers)` in its `cli` module and
+keeps heavy imports (JAX) inside its handlers, so `scaling-lab fit` never loads JAX.
+
+Errors are caught here, once: a handler raises `ConfigError` (lab, experiments) or
+`AnalysisError` (analysis) and the user sees one line naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import sys
+import textwrap
+from importlib import metadata
+
+from analysis.errors import AnalysisError
+from lab.errors import ConfigError
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the command ran, and something it did failed (a run raised, a check said no)
+EXIT_USAGE = 2  # bad input: a config, a path, a table; nothing was trained or written
+EXIT_DIVERGED = 3  # the run (or a sweep's runs) diverged; recorded in result.json
+EXIT_PREEMPTED = 75  # SIGTERM: the checkpoint is saved, run the same command to resume
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+EXIT_CODES = textwrap.dedent(
+    f"""\
+    exit codes:
+      {EXIT_OK}    success
+      {EXIT_FAILED}    something failed: a sweep's run raised, verify found a mismatch
+      {EXIT_USAGE}    bad input (config, path, table, option); the message names the fix
+      {EXIT_DIVERGED}    a run diverged (recorded in its result.json)
+      {EXIT_PREEMPTED}   preempted (SIGTERM): checkpoint saved; run the same command to resume
+      {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+    """
+)
+
+DESCRIPTION = textwrap.dedent(
+    """\
+    scaling-lab: language-model scaling laws by experiment.
+
+    For a compute budget C, how big a model (N parameters) and how many tokens (D)?
+    The lab answers by measurement: it trains IsoFLOP sweeps of a sharded JAX/Flax
+    transformer and fits Chinchilla's Approaches 1, 2 and 3 to the results.
+
+    training (lab):        info, data, train, sample
+    sweeps (experiments):  sweep plan|run|status|verify|table|samples, demo
+    analysis:              fit, report, plan
+    """
+)
+
+
+def version() -> str:
+    """The installed package's version (a wheel has no git checkout to ask)."""
+    try:
+        return metadata.version("scaling-lab")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scaling-lab",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"scaling-lab {version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in _registrars():
+        register(subparsers)
+    return parser
+
+
+def _registrars():
+    """Each package's `register`; none of these modules imports JAX at module level."""
+    from analysis import cli as analysis_cli
+    from experiments import cli as sweep_cli
+    from lab import cli as lab_cli
+
+    return [lab_cli.register, sweep_cli.register, analysis_cli.register]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_OK
+    name = f"scaling-lab {args.command}"
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, AnalysisError) as error:
+        return _fail(name, str(error))
+    except ModuleNotFoundError as error:
+        if error.name and error.name.split(".")[0] in _TRAIN_MODULES:
+            return _fail(
+                name,
+                f"this command needs the training extra ({error.name} is not installed): "
+                "pip install 'scaling-lab[train]'",
+            )
+        raise
+    except OSError as error:
+        return _os_error(name, error)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+_TRAIN_MODULES = {"jax", "jaxlib", "flax", "optax", "orbax", "tensorflow_datasets", "etils"}
+
+
+def _fail(name: str, message: str, code: int = EXIT_USAGE) -> int:
+    print(f"{name}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _os_error(name: str, error: OSError) -> int:
+    """A file-system failure (read-only directory, full disk, missing path) in one line."""
+    if isinstance(error, BrokenPipeError):  # `scaling-lab ... | head` closed our stdout
+        _silence_stdout()
+        return EXIT_OK
+    where = f" {error.filename}" if error.filename else ""
+    if error.errno == errno.ENOSPC:
+        return _fail(name, f"no space left on the device{where}; free space, then run again")
+    return _fail(name, f"cannot access{where}: {error.strerror or error}")
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the exit flush cannot raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
