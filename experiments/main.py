@@ -48,7 +48,7 @@ DESCRIPTION = textwrap.dedent(
     transformer and fits Chinchilla's Approaches 1, 2 and 3 to the results.
 
     training (lab):        info, data, train, sample
-    sweeps (experiments):  sweep plan|run|status|verify|table|samples, demo
+    sweeps (experiments):  sweep plan|run|status|verify|table|samples, demo, compile
     analysis:              fit, report, plan
     """
 )
@@ -80,12 +80,16 @@ def _registrars():
     """Each package's `register`; none of these modules imports JAX at module level."""
     from analysis import cli as analysis_cli
     from experiments import cli as sweep_cli
+    from experiments import compile_command
     from lab import cli as lab_cli
 
-    return [lab_cli.register, sweep_cli.register, analysis_cli.register]
+    return [lab_cli.register, sweep_cli.register, compile_command.register, analysis_cli.register]
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lab.runtime.platforms import skip_absent_tpu
+
+    skip_absent_tpu()  # libtpu on a CPU host (for `compile`) must not make JAX probe for chips
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -192,13 +192,20 @@ class OptimizerConfig(_DictMixin):
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig(_DictMixin):
-    """Device mesh shape over axes (data, fsdp, tensor); at most one size may be -1 (the rest)."""
+    """Device mesh shape over axes (data, fsdp, tensor); at most one size may be -1 (the rest).
+
+    `slices` > 1 lays the mesh over several TPU slices joined by the data-centre network
+    (DCN): the data axis is split across slices (a hybrid mesh), so only the gradient
+    all-reduce crosses the slower network; fsdp and tensor stay inside a slice's ICI.
+    """
 
     data: int = -1
     fsdp: int = 1
     tensor: int = 1
+    slices: int = 1
 
     def __post_init__(self) -> None:
+        _check_int("mesh slices", self.slices)
         sizes = self.shape_spec
         for name, size in zip(MESH_AXES, sizes, strict=True):
             if isinstance(size, bool) or not isinstance(size, int) or (size < 1 and size != -1):

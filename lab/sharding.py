@@ -35,15 +35,36 @@ BATCH_AXES = ("data", "fsdp")
 
 
 def make_mesh(
-    config: MeshConfig | Sequence[int] | str, devices: Sequence[Any] | None = None
+    config: MeshConfig | Sequence[int] | str,
+    devices: Sequence[Any] | None = None,
+    slices: int | None = None,
 ) -> Mesh:
-    """A (data, fsdp, tensor) mesh over `devices` (default: all), Auto axis types."""
+    """A (data, fsdp, tensor) mesh over `devices` (default: all), Auto axis types.
+
+    Over several slices (`slices`, default `config.slices`) the mesh is hybrid: the data axis
+    is `slices` (over DCN) x the rest (over each slice's ICI), built by
+    `mesh_utils.create_hybrid_device_mesh` from the devices' slice indices.
+    """
     config = MeshConfig.from_spec(config)
     devices = list(jax.devices() if devices is None else devices)
     shape = config.resolve(len(devices))
-    return jax.make_mesh(
-        shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices
-    )
+    axis_types = (AxisType.Auto,) * len(MESH_AXES)
+    slices = config.slices if slices is None else slices
+    if slices == 1:
+        return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types, devices=devices)
+    from jax.experimental import mesh_utils
+
+    found = len({getattr(d, "slice_index", 0) for d in devices})
+    if found != slices:
+        raise ConfigError(f"the mesh asks for {slices} slices but the devices span {found}")
+    if shape[0] % slices:
+        raise ConfigError(
+            f"mesh data = {shape[0]} does not split over {slices} slices; the data axis "
+            "spans the slices (DCN), so make it a multiple of the slice count"
+        )
+    ici = (shape[0] // slices, *shape[1:])
+    grid = mesh_utils.create_hybrid_device_mesh(ici, (slices, 1, 1), devices)
+    return Mesh(grid, MESH_AXES, axis_types=axis_types)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
