@@ -2,7 +2,8 @@
 
     python bench/throughput.py                                  # ~1M and ~10M, ctx 128, batch 32
     python bench/throughput.py --cpu-devices 1                  # the same on one CPU device
-    python bench/throughput.py --sizes 125m --ctx 1024 --batch 32 --dtype bfloat16   # GPU
+    python bench/throughput.py --sizes 125m,350m --ctx 1024 --batch 32 --dtype bfloat16 \
+        --vocab-size 50257   # GPU
 
 On CPU the cores are split into one device each by default (`lab.runtime.cpu_devices`) and the batch
 is sharded over them, as `scaling-lab train --cpu-devices auto` runs. First measures the
@@ -69,6 +70,8 @@ def bench_model(name: str, args: argparse.Namespace, probe) -> dict:
     load (other processes on a shared CPU slow both alike). The batch is split over all
     devices (data parallel)."""
     overrides = {"compute_dtype": args.dtype, "mlp": args.mlp}
+    if args.vocab_size:
+        overrides["vocab_size"] = args.vocab_size
     if name in SIZES:
         model = model_for_params(SIZES[name], ctx=args.ctx, **overrides)
     else:
@@ -143,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         "--cpu-devices", default="auto", help="CPU devices to split the cores into (or 'auto')"
     )
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument(
+        "--vocab-size", type=int, help="default: the shape rule's; 50257 for GPT-2's 125M/350M"
+    )
     parser.add_argument("--mlp", default="gelu", choices=("gelu", "swiglu"))
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)

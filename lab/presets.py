@@ -93,31 +93,37 @@ def model_for_params(
 def preset(name: str, **overrides: Any) -> ModelConfig:
     """A named preset ("tiny", "1m", "10m", "125m", ...), built by the shape rule.
 
-    "125m" is GPT-3 Small's shape (d_model 768, 12 layers, 12 heads, ctx 1024), which with the
-    lab's 256-byte vocabulary has ~85M parameters.
+    "125m" and "350m" are GPT-3 Small's and Medium's shapes (Brown et al. 2020, Table 2.1:
+    d_model 768 x 12 layers x 12 heads, and 1024 x 24 x 16; ctx 1024 here), which have
+    ~85M and ~300M parameters with the lab's byte vocabulary (125M and 350M with GPT-2's
+    50,257 tokens: pass vocab_size).
     """
     key = name.lower()
-    if key == "125m":
+    if key in GPT3_SHAPES:
+        layers, width, heads = GPT3_SHAPES[key]
         fields: dict[str, Any] = {"ctx": 1024, **overrides}
-        fields.pop("mlp", None)
+        mlp = fields.pop("mlp", "gelu")
         return ModelConfig(
-            n_layers=12,
-            d_model=768,
-            n_heads=12,
-            d_ff=d_ff_for(768, overrides.get("mlp", "gelu")),
-            mlp=overrides.get("mlp", "gelu"),
+            n_layers=layers,
+            d_model=width,
+            n_heads=heads,
+            d_ff=d_ff_for(width, mlp),
+            mlp=mlp,
             **fields,
         )
     if key not in PRESET_TARGETS:
         raise ConfigError(
-            f"unknown preset {name!r}; choose one of {', '.join([*PRESET_TARGETS, '125m'])} "
+            f"unknown preset {name!r}; choose one of {', '.join(preset_names())} "
             "or give a parameter count (model_for_params)"
         )
     return model_for_params(PRESET_TARGETS[key], **overrides)
 
 
+GPT3_SHAPES = {"125m": (12, 768, 12), "350m": (24, 1024, 16)}  # layers, d_model, heads
+
+
 def preset_names() -> list[str]:
-    return [*PRESET_TARGETS, "125m"]
+    return [*PRESET_TARGETS, *GPT3_SHAPES]
 
 
 def _check_overrides(overrides: dict[str, Any]) -> None:
