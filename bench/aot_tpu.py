@@ -22,12 +22,12 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-from experiments.sweep_file import load_sweep  # noqa: E402
-from experiments.target_plan import grid_without_corpus, plan_on_target  # noqa: E402
-from lab.aot import compile_step  # noqa: E402
-from lab.memory import estimate_memory  # noqa: E402
-from lab.presets import model_for_params  # noqa: E402
-from lab.run_config import RunConfig  # noqa: E402
+from experiments.sweep_file import load_sweep
+from experiments.target_plan import grid_without_corpus, plan_on_target
+from lab.aot import compile_step
+from lab.memory import estimate_memory
+from lab.presets import model_for_params
+from lab.run_config import RunConfig
 
 ONE_B = {
     "model": {

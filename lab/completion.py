@@ -83,20 +83,11 @@ def load_run(run_dir: str | Path, step: int | None = None, mesh: Any = None) -> 
 
 def _restore_params(folder: Path, step: int, model: Any, mesh: Any) -> Any:
     """Only `params` of the saved TrainState, onto the training shardings (partial restore)."""
-    import flax.linen as nn
-    import jax
     import orbax.checkpoint as ocp
 
-    from lab.train_step import _abstract_params, param_shardings
+    from lab.sharding import sharded_abstract_params
 
-    shapes = nn.meta.unbox(_abstract_params(model))
-    item = {
-        "params": jax.tree.map(
-            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-            shapes,
-            param_shardings(model, mesh),
-        )
-    }
+    item = {"params": sharded_abstract_params(model, mesh)}
     manager = ocp.CheckpointManager(
         folder.absolute(),
         item_handlers={"state": ocp.PyTreeCheckpointHandler()},

@@ -22,7 +22,10 @@ MLPS = ("gelu", "swiglu")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 FLOP_CONVENTIONS = ("6N", "6N_nonemb", "causal", "full")
 PARAMETERIZATIONS = ("sp", "mup")
-MESH_AXES = ("data", "fsdp", "tensor")
+REMAT_POLICIES = ("none", "full", "save-dots")
+MESH_AXES = ("data", "fsdp", "tensor")  # the one definition; lab.sharding uses it
+# How the step computes, not what: left out of ModelConfig.to_dict at their defaults.
+MEMORY_FIELDS = ("scan_layers", "remat", "microbatches")
 
 
 def _check_int(name: str, value: Any, minimum: int = 1) -> None:
@@ -83,6 +86,17 @@ class ModelConfig(_DictMixin):
     parameterization: "sp" (standard) or "mup" (Yang et al. 2022, Tensor Programs V: widths
     relative to `mup_base_width`; see `lab.mup`). The muP keys are left out of `to_dict` under
     "sp", so standard configs hash exactly as before they existed.
+
+    Memory features (same function, less memory; `lab.memory` counts each):
+    - scan_layers: the blocks run under `nn.scan`, parameters stacked on a leading `layers`
+      axis (paths "blocks/..."), so compile time does not grow with depth;
+    - remat: "none", "full" (recompute each block in the backward pass:
+      `jax.checkpoint_policies.nothing_saveable`) or "save-dots" (keep the weight matmuls'
+      outputs, recompute the rest: `dots_with_no_batch_dims_saveable`; `dots_saveable` would
+      also keep the [B, H, T, T] attention scores, the largest activation);
+    - microbatches: k > 1 accumulates gradients over k slices of the batch inside the jitted
+      step, so the global batch does not depend on what fits (batch % (k x data x fsdp) == 0).
+    Left out of `to_dict` at their defaults, so older configs hash as before.
     """
 
     n_layers: int
@@ -97,6 +111,9 @@ class ModelConfig(_DictMixin):
     compute_dtype: str = "float32"
     parameterization: str = "sp"
     mup_base_width: int = 32
+    scan_layers: bool = False
+    remat: str = "none"
+    microbatches: int = 1
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "n_heads", "d_ff", "ctx"):
@@ -123,11 +140,19 @@ class ModelConfig(_DictMixin):
             )
         _check_choice("parameterization", self.parameterization, PARAMETERIZATIONS)
         _check_int("mup_base_width", self.mup_base_width)
+        if not isinstance(self.scan_layers, bool):
+            raise ConfigError(f"scan_layers must be true or false, got {self.scan_layers!r}")
+        _check_choice("remat", self.remat, REMAT_POLICIES)
+        _check_int("microbatches", self.microbatches)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         if self.parameterization == "sp" and self.mup_base_width == 32:
             del out["parameterization"], out["mup_base_width"]  # hashes of SP configs unchanged
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in MEMORY_FIELDS:
+            if out[name] == defaults[name]:
+                del out[name]
         return out
 
     @property
@@ -218,6 +243,12 @@ class MeshConfig(_DictMixin):
     @property
     def shape_spec(self) -> tuple[int, int, int]:
         return (self.data, self.fsdp, self.tensor)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if self.slices == 1:
+            del out["slices"]  # single-slice configs hash as before the field existed
+        return out
 
     @classmethod
     def from_spec(cls, spec: str | typing.Sequence[int] | MeshConfig) -> MeshConfig:

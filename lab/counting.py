@@ -2,7 +2,9 @@
 
 No JAX here: the sweep solver, `scaling-lab info` and the MFU meter all use these formulas.
 `param_specs` lists every parameter of `lab.model.Transformer` (path, shape, logical axes);
-a test checks it against the initialised pytree leaf by leaf, so the counts are exact.
+a test checks it against the initialised pytree leaf by leaf, so the counts are exact. With
+`scan_layers` the blocks' parameters are one stack per kind, path ("blocks", ...), with a
+leading "layers" axis of size n_layers.
 
 Conventions
 - Total parameters: every leaf (Chinchilla). Non-embedding: without the token and position
@@ -34,6 +36,7 @@ class ModelShape(Protocol):
     mlp: str
     position: str
     tied_embeddings: bool
+    scan_layers: bool
 
 
 ParamSpec = tuple[tuple[int, ...], tuple[str | None, ...]]
@@ -47,17 +50,22 @@ def param_specs(config: ModelShape) -> dict[tuple[str, ...], ParamSpec]:
     specs: dict[tuple[str, ...], ParamSpec] = {("embed", "embedding"): ((v, d), ("vocab", "embed"))}
     if config.position == "learned":
         specs[("pos_embed", "embedding")] = ((config.ctx, d), (None, "embed"))
-    for i in range(config.n_layers):
-        b = f"block_{i}"
-        specs[(b, "attn_norm", "scale")] = ((d,), ("embed",))
-        specs[(b, "attn", "qkv")] = ((d, 3, d), ("embed", None, "heads"))
-        specs[(b, "attn", "out")] = ((d, d), ("heads", "embed"))
-        specs[(b, "mlp_norm", "scale")] = ((d,), ("embed",))
-        if config.mlp == "swiglu":
-            specs[(b, "mlp", "wi")] = ((d, 2, f), ("embed", None, "mlp"))
-        else:
-            specs[(b, "mlp", "wi")] = ((d, f), ("embed", "mlp"))
-        specs[(b, "mlp", "wo")] = ((f, d), ("mlp", "embed"))
+    block: dict[tuple[str, ...], ParamSpec] = {
+        ("attn_norm", "scale"): ((d,), ("embed",)),
+        ("attn", "qkv"): ((d, 3, d), ("embed", None, "heads")),
+        ("attn", "out"): ((d, d), ("heads", "embed")),
+        ("mlp_norm", "scale"): ((d,), ("embed",)),
+        ("mlp", "wi"): ((d, 2, f), ("embed", None, "mlp"))
+        if config.mlp == "swiglu"
+        else ((d, f), ("embed", "mlp")),
+        ("mlp", "wo"): ((f, d), ("mlp", "embed")),
+    }
+    if config.scan_layers:  # one stack per kind, layers first (lab.model.scanned_blocks)
+        for path, (shape, names) in block.items():
+            specs[("blocks", *path)] = ((config.n_layers, *shape), ("layers", *names))
+    else:
+        for i in range(config.n_layers):
+            specs.update({(f"block_{i}", *path): spec for path, spec in block.items()})
     specs[("final_norm", "scale")] = ((d,), ("embed",))
     if not config.tied_embeddings:
         specs[("lm_head", "kernel")] = ((d, v), ("embed", "vocab"))

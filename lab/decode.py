@@ -4,14 +4,15 @@
                           sampling=SamplingConfig(temperature=0.8, top_p=0.95), seed=0,
                           eos_id=tok.eos_id, pad_id=tok.pad_id, mesh=mesh)
 
-The cache is a pytree (`KVCache`: per layer {"k", "v"} of [B, S, H, K], plus the filled length)
+The cache is a pytree (`KVCache`: per layer {"k", "v"} of [B, S, H, K], or with scan_layers one
+{"k", "v"} of [L, B, S, H, K] that the scanned blocks slice per layer, plus the filled length)
 passed into `Transformer.apply(..., cache=, offset=)` and returned updated; nothing is hidden in
 module state. One jitted function runs the prompt through the model at once (prefill), then a
 `lax.while_loop` samples a token, writes it, and feeds it back one position at a time, stopping
 at `max_new_tokens` or once every row has produced EOS (rows that finished early are padded
 with `pad_id` after their EOS). With a `mesh`, parameters keep their training shardings and
 the cache carries the logical names (batch, seq, heads, kv), so it shards like the attention
-activations under the same `LOGICAL_AXIS_RULES`: a model decodes on the mesh it trained on.
+activations under the same rules (`lab.sharding`): a model decodes on the mesh it trained on.
 
 All rows of a batch share one prompt length (no ragged prompts). The model never sees more
 than `ctx` tokens: prompt + max_new_tokens > ctx is a `DecodeError` (no silent truncation).
@@ -20,21 +21,21 @@ than `ctx` tokens: prompt + max_new_tokens > ctx is a `DecodeError` (no silent t
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from typing import Any
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
+from lab import sharding
 from lab.config import ModelConfig
 from lab.errors import ConfigError
 from lab.model import Transformer
 from lab.sampling import DEFAULT_SAMPLING, SamplingConfig, sample_logits
-from lab.sharding import BATCH_AXES, LOGICAL_AXIS_RULES, logical_sharding, replicated
 
 CACHE_AXES = ("batch", "seq", "heads", "kv")
 
@@ -46,35 +47,39 @@ class DecodeError(ConfigError):
 class KVCache(flax.struct.PyTreeNode):
     """Keys and values of every position decoded so far; `length` = positions filled."""
 
-    layers: list[dict[str, jax.Array]]  # per layer {"k", "v"}: [B, S, H, K]
+    # per layer {"k", "v"}: [B, S, H, K]; with scan_layers {"k", "v"}: [L, B, S, H, K]
+    layers: list[dict[str, jax.Array]] | dict[str, jax.Array]
     length: jax.Array  # int32 scalar
 
     @property
     def max_len(self) -> int:
-        return self.layers[0]["k"].shape[1]
+        return jax.tree.leaves(self.layers)[0].shape[-3]
 
 
-def init_cache(model: ModelConfig, batch_size: int, max_len: int, mesh: Mesh | None = None):
-    """An empty cache in the compute dtype; constrained to the cache sharding inside a jit."""
+def init_cache(model: ModelConfig, batch_size: int, max_len: int) -> KVCache:
+    """An empty cache in the compute dtype, constrained by its logical names (on the mesh
+    inside `lab.sharding.activation_rules`)."""
     shape = (batch_size, max_len, model.n_heads, model.head_dim)
     dtype = jnp.dtype(model.compute_dtype)
-
-    def zeros() -> jax.Array:
-        x = jnp.zeros(shape, dtype)
-        if mesh is not None:
-            x = jax.lax.with_sharding_constraint(x, logical_sharding(mesh, CACHE_AXES))
-        return x
-
-    layers = [{"k": zeros(), "v": zeros()} for _ in range(model.n_layers)]
+    if model.scan_layers:
+        stacked = (model.n_layers, *shape)
+        names = ("layers", *CACHE_AXES)
+        layers: Any = {
+            kv: nn.with_logical_constraint(jnp.zeros(stacked, dtype), names) for kv in "kv"
+        }
+    else:
+        layers = [
+            {kv: nn.with_logical_constraint(jnp.zeros(shape, dtype), CACHE_AXES) for kv in "kv"}
+            for _ in range(model.n_layers)
+        ]
     return KVCache(layers=layers, length=jnp.zeros((), jnp.int32))
 
 
 def forward(
-    params: Any, model: ModelConfig, tokens_BxT: jax.Array, cache: KVCache, mesh: Mesh | None = None
+    params: Any, model: ModelConfig, tokens_BxT: jax.Array, cache: KVCache
 ) -> tuple[jax.Array, KVCache]:
     """Logits f32[B, T, V] of T new tokens at positions cache.length.. and the updated cache."""
-    rules = LOGICAL_AXIS_RULES if mesh is not None else None
-    logits_BxTxV, layers = Transformer(model, rules, mesh).apply(
+    logits_BxTxV, layers = Transformer(model).apply(
         {"params": params}, tokens_BxT, cache=cache.layers, offset=cache.length
     )
     return logits_BxTxV, KVCache(layers=layers, length=cache.length + tokens_BxT.shape[1])
@@ -101,13 +106,13 @@ def check_lengths(model: ModelConfig, prompt_len: int, max_new_tokens: int) -> N
         )
 
 
-def _decode_fn(model, max_new_tokens, sampling, eos_id, pad_id, mesh) -> Callable:
+def _decode_fn(model, max_new_tokens, sampling, eos_id, pad_id) -> Callable:
     """(params, prompt_BxT, rng) -> tokens int32[B, max_new_tokens], not yet jitted."""
 
     def run(params: Any, prompt_BxT: jax.Array, rng: jax.Array) -> jax.Array:
         b, t = prompt_BxT.shape
-        cache = init_cache(model, b, t + max_new_tokens, mesh)
-        logits_BxTxV, cache = forward(params, model, prompt_BxT, cache, mesh)
+        cache = init_cache(model, b, t + max_new_tokens)
+        logits_BxTxV, cache = forward(params, model, prompt_BxT, cache)
         out_BxN = jnp.full((b, max_new_tokens), pad_id, jnp.int32)
         done_B = jnp.zeros((b,), bool)
 
@@ -121,7 +126,7 @@ def _decode_fn(model, max_new_tokens, sampling, eos_id, pad_id, mesh) -> Callabl
             token_B = jnp.where(done_B, pad_id, token_B)
             out_BxN = jax.lax.dynamic_update_slice(out_BxN, token_B[:, None], (0, i))
             done_B = done_B | (token_B == eos_id)
-            logits_Bx1xV, cache = forward(params, model, token_B[:, None], cache, mesh)
+            logits_Bx1xV, cache = forward(params, model, token_B[:, None], cache)
             return i + 1, logits_Bx1xV[:, 0], cache, out_BxN, done_B
 
         carry = (jnp.zeros((), jnp.int32), logits_BxTxV[:, -1], cache, out_BxN, done_B)
@@ -146,15 +151,13 @@ def make_generate(
     data x fsdp (B must divide; `generate` pads it), the rng replicated.
     """
     eos = -1 if eos_id is None else eos_id
-    run = _decode_fn(model, max_new_tokens, sampling, eos, pad_id, mesh)
+    run = _decode_fn(model, max_new_tokens, sampling, eos, pad_id)
     if mesh is None:
         return jax.jit(run)
-    from lab.train_step import param_shardings
-
-    rows = NamedSharding(mesh, PartitionSpec(BATCH_AXES, None))
+    rows = sharding.batch_sharding(mesh)
     return jax.jit(
-        run,
-        in_shardings=(param_shardings(model, mesh), rows, replicated(mesh)),
+        sharding.with_activation_rules(run, mesh),
+        in_shardings=(sharding.param_shardings(model, mesh), rows, sharding.replicated(mesh)),
         out_shardings=rows,
     )
 
@@ -185,8 +188,7 @@ def generate(
     check_lengths(model, prompt_BxT.shape[1], max_new_tokens)
     b = prompt_BxT.shape[0]
     if mesh is not None:  # the batch must split over data x fsdp: repeat rows, drop them after
-        ways = math.prod(mesh.shape[a] for a in BATCH_AXES)
-        extra = -b % ways
+        extra = -b % sharding.batch_ways(mesh)
         prompt_BxT = np.concatenate([prompt_BxT, np.repeat(prompt_BxT[:1], extra, 0)])
     fn = make_generate(
         model,

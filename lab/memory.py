@@ -2,7 +2,7 @@
 
 The seed arithmetic (fp32 Adam: weights 4 B + gradients 4 B + two moments 8 B per parameter,
 plus activations) refined by sharding: every parameter's shard shape comes from its logical
-axes and the rules (`lab.axis_rules`), so fsdp/tensor splitting is counted exactly. Gradients
+axes and the rules (`lab.sharding`, its JAX-free part), so fsdp/tensor splitting is counted exactly. Gradients
 and Adam moments are fp32 like the params (they take the params' sharding).
 
 Activations (no rematerialisation; bytes per token per layer, a = compute-dtype bytes, matching
@@ -19,10 +19,10 @@ import dataclasses
 import math
 import os
 
-from lab.axis_rules import MESH_AXES, shard_shape
-from lab.config import MeshConfig, ModelConfig
+from lab.config import MESH_AXES, MeshConfig, ModelConfig
 from lab.counting import param_specs
 from lab.errors import OutOfMemoryError
+from lab.sharding import shard_shape
 
 FIT_FRACTION = 0.9  # leave room for the runtime, fragmentation and XLA's own workspace
 

@@ -8,8 +8,14 @@ norms, softmax and logits run in fp32. Parameter names and shapes are listed, wi
 `lab.counting.param_specs` (a test keeps the two identical).
 
 Every parameter carries logical axis names (nn.with_logical_partitioning) and the main
-activations are constrained by name (batch, seq, embed, heads, kv, mlp, vocab) when the module
-is given `rules` (and a `mesh`); with the defaults it is a plain unsharded model.
+activations are constrained by name (batch, seq, embed, heads, kv, mlp, vocab). The names
+resolve to mesh axes only inside `lab.sharding.activation_rules(mesh)` (context, as in Flax's
+lm1b example); outside it the constraints are no-ops and this is the plain unsharded model.
+
+Memory features (`ModelConfig`): `scan_layers` runs the blocks under `nn.scan` with parameters
+stacked on a leading "layers" axis (scope "blocks" instead of "block_0".."block_{L-1}";
+`stack_blocks` / `unstack_blocks` convert between the layouts); `remat` wraps each block in
+`nn.remat` with a `jax.checkpoint_policies` policy. Neither changes the function computed.
 
 Kept in one place for later work: `init_stddevs` (every init scale; a muP switch changes only it
 and `Transformer.readout`), and `Attention.attend` (the core a KV-cache decode path reuses).
@@ -27,7 +33,11 @@ import jax.numpy as jnp
 from lab import mup
 from lab.config import ModelConfig
 
-Rules = tuple[tuple[str, Any], ...] | None
+BLOCKS = "blocks"  # scope of the scanned blocks (scan_layers)
+REMAT_POLICIES = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "save-dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
 
 
 def init_stddevs(config: ModelConfig) -> dict[str, float]:
@@ -51,16 +61,9 @@ def _param(module: nn.Module, name: str, std: float, shape: tuple[int, ...], nam
     return module.param(name, init, shape, jnp.float32)
 
 
-class _Constrain:
-    """Activation sharding by logical names; a no-op without rules (unsharded reference)."""
-
-    rules: Rules
-    mesh: Any
-
-    def constrain(self, x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
-        if self.rules is None:
-            return x
-        return nn.with_logical_constraint(x, names, rules=self.rules, mesh=self.mesh)
+def constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
+    """Activation sharding by logical names; a no-op outside `lab.sharding.activation_rules`."""
+    return nn.with_logical_constraint(x, names)
 
 
 class RMSNorm(nn.Module):
@@ -101,10 +104,8 @@ def _use_fused_attention(dtype: Any) -> bool:
     return jax.default_backend() == "gpu" and jnp.dtype(dtype) == jnp.bfloat16
 
 
-class Attention(nn.Module, _Constrain):
+class Attention(nn.Module):
     config: ModelConfig
-    rules: Rules = None
-    mesh: Any = None
 
     @nn.compact
     def __call__(self, x_BxTxD: jax.Array, cache: Any = None, offset: Any = None) -> Any:
@@ -116,7 +117,7 @@ class Attention(nn.Module, _Constrain):
         h, k = cfg.n_heads, cfg.head_dim
         w_qkv = _param(self, "qkv", std["qkv"], (d, 3, d), ("embed", None, "heads"))
         qkv_BxTx3xD = jnp.einsum("btd,dse->btse", x_BxTxD, w_qkv.astype(dtype))
-        qkv_BxTx3xD = self.constrain(qkv_BxTx3xD, ("batch", "seq", None, "heads"))
+        qkv_BxTx3xD = constrain(qkv_BxTx3xD, ("batch", "seq", None, "heads"))
         q, key, v = (qkv_BxTx3xD[:, :, i].reshape(b, t, h, k) for i in range(3))
         if cfg.position == "rope":
             q, key = rope(q, offset=offset), rope(key, offset=offset)
@@ -131,7 +132,7 @@ class Attention(nn.Module, _Constrain):
         out_BxTxD = out_BxTxHxK.reshape(b, t, d)
         w_out = _param(self, "out", std["attn_out"], (d, d), ("heads", "embed"))
         y_BxTxD = jnp.dot(out_BxTxD, w_out.astype(dtype))
-        y_BxTxD = self.constrain(y_BxTxD, ("batch", "seq", "embed"))
+        y_BxTxD = constrain(y_BxTxD, ("batch", "seq", "embed"))
         return y_BxTxD if cache is None else (y_BxTxD, cache)
 
     def attend(
@@ -140,16 +141,16 @@ class Attention(nn.Module, _Constrain):
         """Causal softmax attention; scores and softmax in fp32, queries aligned to the end, or,
         given `offset` (KV cache), query i at absolute position offset + i: later slots masked."""
         names = ("batch", "seq", "heads", "kv")
-        q_BxTxHxK = self.constrain(q_BxTxHxK, names)
-        k_BxSxHxK = self.constrain(k_BxSxHxK, names)
-        v_BxSxHxK = self.constrain(v_BxSxHxK, names)
+        q_BxTxHxK = constrain(q_BxTxHxK, names)
+        k_BxSxHxK = constrain(k_BxSxHxK, names)
+        v_BxSxHxK = constrain(v_BxSxHxK, names)
         t, s, k = q_BxTxHxK.shape[1], k_BxSxHxK.shape[1], q_BxTxHxK.shape[-1]
         if offset is None and t == s and _use_fused_attention(q_BxTxHxK.dtype):
             scale = mup.attention_scale(self.config) if mup.is_mup(self.config) else None
             out_BxTxHxK = jax.nn.dot_product_attention(
                 q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, scale=scale, is_causal=True
             )
-            return self.constrain(out_BxTxHxK, names)
+            return constrain(out_BxTxHxK, names)
         scale = 1.0 / k if mup.is_mup(self.config) else 1.0 / math.sqrt(k)  # muP: 1/head_dim
         q_BxTxHxK = q_BxTxHxK * jnp.asarray(scale, q_BxTxHxK.dtype)  # T*K, not T*S
         scores_BxHxTxS = jnp.einsum(
@@ -160,13 +161,11 @@ class Attention(nn.Module, _Constrain):
         scores_BxHxTxS = jnp.where(causal_TxS, scores_BxHxTxS, jnp.finfo(jnp.float32).min)
         probs_BxHxTxS = jax.nn.softmax(scores_BxHxTxS, axis=-1).astype(v_BxSxHxK.dtype)
         out_BxTxHxK = jnp.einsum("bhts,bshk->bthk", probs_BxHxTxS, v_BxSxHxK)
-        return self.constrain(out_BxTxHxK, names)
+        return constrain(out_BxTxHxK, names)
 
 
-class Mlp(nn.Module, _Constrain):
+class Mlp(nn.Module):
     config: ModelConfig
-    rules: Rules = None
-    mesh: Any = None
 
     @nn.compact
     def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
@@ -177,33 +176,71 @@ class Mlp(nn.Module, _Constrain):
         if cfg.mlp == "swiglu":
             w_in = _param(self, "wi", std["mlp_in"], (d, 2, f), ("embed", None, "mlp"))
             gate_up_BxTx2xF = jnp.einsum("btd,dgf->btgf", x_BxTxD, w_in.astype(dtype))
-            gate_up_BxTx2xF = self.constrain(gate_up_BxTx2xF, ("batch", "seq", None, "mlp"))
+            gate_up_BxTx2xF = constrain(gate_up_BxTx2xF, ("batch", "seq", None, "mlp"))
             h_BxTxF = jax.nn.silu(gate_up_BxTx2xF[:, :, 0]) * gate_up_BxTx2xF[:, :, 1]
         else:
             w_in = _param(self, "wi", std["mlp_in"], (d, f), ("embed", "mlp"))
-            h_BxTxF = jax.nn.gelu(self.constrain(jnp.dot(x_BxTxD, w_in.astype(dtype)), names))
-        h_BxTxF = self.constrain(h_BxTxF, names)
+            h_BxTxF = jax.nn.gelu(constrain(jnp.dot(x_BxTxD, w_in.astype(dtype)), names))
+        h_BxTxF = constrain(h_BxTxF, names)
         w_out = _param(self, "wo", std["mlp_out"], (f, d), ("mlp", "embed"))
-        return self.constrain(jnp.dot(h_BxTxF, w_out.astype(dtype)), ("batch", "seq", "embed"))
+        return constrain(jnp.dot(h_BxTxF, w_out.astype(dtype)), ("batch", "seq", "embed"))
 
 
 class Block(nn.Module):
+    """(x [B, T, D], layer cache or None, offset) -> (x, updated layer cache or None): the
+    carry/output form nn.scan needs, used by the Python loop too."""
+
     config: ModelConfig
-    rules: Rules = None
-    mesh: Any = None
 
     @nn.compact
     def __call__(self, x_BxTxD: jax.Array, cache: Any = None, offset: Any = None) -> Any:
         dtype = jnp.dtype(self.config.compute_dtype)
-        kw = {"config": self.config, "rules": self.rules, "mesh": self.mesh}
-        attn = Attention(**kw, name="attn")
+        attn = Attention(self.config, name="attn")
         if cache is None:
             x_BxTxD = x_BxTxD + attn(RMSNorm(dtype, name="attn_norm")(x_BxTxD))
         else:
             y_BxTxD, cache = attn(RMSNorm(dtype, name="attn_norm")(x_BxTxD), cache, offset)
             x_BxTxD = x_BxTxD + y_BxTxD
-        x_BxTxD = x_BxTxD + Mlp(**kw, name="mlp")(RMSNorm(dtype, name="mlp_norm")(x_BxTxD))
-        return x_BxTxD if cache is None else (x_BxTxD, cache)
+        mlp = Mlp(self.config, name="mlp")
+        x_BxTxD = x_BxTxD + mlp(RMSNorm(dtype, name="mlp_norm")(x_BxTxD))
+        return constrain(x_BxTxD, ("batch", "seq", "embed")), cache
+
+
+def block_class(config: ModelConfig) -> type[nn.Module]:
+    """Block, wrapped in nn.remat with the config's policy (prevent_cse only matters outside
+    a scan, where XLA could otherwise merge the recomputation back into the forward)."""
+    if config.remat == "none":
+        return Block
+    policy = REMAT_POLICIES[config.remat]
+    return nn.remat(Block, policy=policy, prevent_cse=not config.scan_layers)
+
+
+def scanned_blocks(config: ModelConfig) -> type[nn.Module]:
+    """All blocks as one nn.scan: params stacked on axis 0, named "layers" for the rules."""
+    return nn.scan(
+        block_class(config),
+        variable_axes={"params": 0},
+        split_rngs={"params": True},
+        in_axes=(0, nn.broadcast),  # the cache is scanned per layer, the offset is shared
+        length=config.n_layers,
+        metadata_params={nn.PARTITION_NAME: "layers"},
+    )
+
+
+def stack_blocks(params: Any, n_layers: int) -> Any:
+    """Loop-layout params (block_0..block_{L-1}) -> scan layout (blocks, stacked on axis 0)."""
+    layers = [params[f"block_{i}"] for i in range(n_layers)]
+    rest = {k: v for k, v in params.items() if not k.startswith("block_")}
+    return {**rest, BLOCKS: jax.tree.map(lambda *xs: jnp.stack(xs), *layers)}
+
+
+def unstack_blocks(params: Any, n_layers: int) -> Any:
+    """Scan-layout params -> loop layout: the inverse of `stack_blocks`."""
+    rest = {k: v for k, v in params.items() if k != BLOCKS}
+    layers = {
+        f"block_{i}": jax.tree.map(lambda x, i=i: x[i], params[BLOCKS]) for i in range(n_layers)
+    }
+    return {**rest, **layers}
 
 
 class Table(nn.Module):
@@ -219,17 +256,16 @@ class Table(nn.Module):
         return _param(self, self.param_name, self.std, self.shape, self.names)
 
 
-class Transformer(nn.Module, _Constrain):
+class Transformer(nn.Module):
     """tokens int[B, T] -> logits f32[B, T, vocab]; T <= config.ctx.
 
     Decoding (lab.decode): `apply(params, tokens_BxT, cache=layers, offset=pos)` with `cache` a
-    list (one per layer) of {"k", "v"}: [B, S, H, K] and `offset` the absolute position of
-    tokens_BxT[:, 0] returns (logits, updated cache); the training forward is unchanged.
+    list (one per layer) of {"k", "v"}: [B, S, H, K] (with scan_layers one {"k", "v"} of
+    [L, B, S, H, K]) and `offset` the absolute position of tokens_BxT[:, 0] returns (logits,
+    updated cache); the training forward is unchanged.
     """
 
     config: ModelConfig
-    rules: Rules = None
-    mesh: Any = None
 
     @nn.compact
     def __call__(self, tokens_BxT: jax.Array, cache: Any = None, offset: Any = None) -> Any:
@@ -247,16 +283,15 @@ class Transformer(nn.Module, _Constrain):
             else:
                 pos_TxD = jax.lax.dynamic_slice_in_dim(pos_CxD, offset, t, axis=0)
             x_BxTxD = x_BxTxD + pos_TxD[None].astype(dtype)
-        x_BxTxD = self.constrain(x_BxTxD, ("batch", "seq", "embed"))
-        new_cache = []
-        for i in range(cfg.n_layers):
-            block = Block(cfg, self.rules, self.mesh, name=f"block_{i}")
-            if cache is None:
-                x_BxTxD = block(x_BxTxD)
-            else:
-                x_BxTxD, layer_cache = block(x_BxTxD, cache[i], offset)
+        x_BxTxD = constrain(x_BxTxD, ("batch", "seq", "embed"))
+        if cfg.scan_layers:
+            x_BxTxD, new_cache = scanned_blocks(cfg)(cfg, name=BLOCKS)(x_BxTxD, cache, offset)
+        else:
+            block, new_cache = block_class(cfg), []
+            for i in range(cfg.n_layers):
+                layer_cache = None if cache is None else cache[i]
+                x_BxTxD, layer_cache = block(cfg, name=f"block_{i}")(x_BxTxD, layer_cache, offset)
                 new_cache.append(layer_cache)
-            x_BxTxD = self.constrain(x_BxTxD, ("batch", "seq", "embed"))
         x_BxTxD = RMSNorm(dtype, name="final_norm")(x_BxTxD)
         logits_BxTxV = self.readout(x_BxTxD, embedding_VxD)
         return logits_BxTxV if cache is None else (logits_BxTxV, new_cache)
@@ -273,4 +308,4 @@ class Transformer(nn.Module, _Constrain):
         logits_BxTxV = jnp.dot(x_BxTxD, w_DxV, preferred_element_type=jnp.float32)
         if mup.is_mup(cfg):  # muP readout multiplier d0/d; SP logits untouched
             logits_BxTxV = logits_BxTxV * mup.readout_multiplier(cfg)
-        return self.constrain(logits_BxTxV, ("batch", "seq", "vocab"))
+        return constrain(logits_BxTxV, ("batch", "seq", "vocab"))

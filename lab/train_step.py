@@ -5,14 +5,15 @@
     state, metrics = train_step(state, batch)         # k = 1: batch int32 [B, ctx+1]
     state, metrics = train_step(state, batches, n)    # k > 1: [k, B, ctx+1], first n <= k
 
-Shardings come from the parameters' logical axis names and `LOGICAL_AXIS_RULES`; optimizer
-state leaves (Adam moments) take the sharding of the parameter they mirror. The state is
-donated, so a step updates it in place.
+Shardings come from `lab.sharding` (parameters by their logical names and the rules; optimizer
+leaves mirroring the parameter they belong to); each jitted function is traced inside
+`lab.sharding.activation_rules(mesh)`, so the model's activation constraints resolve on the
+mesh. The state is donated, so a step updates it in place. With `model.microbatches = k` a
+step accumulates the gradients of k slices of its batch (`loss_and_grads`).
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
@@ -20,14 +21,14 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
+from lab import sharding
 from lab.config import ModelConfig
 from lab.errors import ConfigError
-from lab.model import Rules, Transformer
+from lab.model import Transformer
 from lab.optim import current_lr, with_schedule
 from lab.runtime.compiler_options import step_compiler_options
-from lab.sharding import LOGICAL_AXIS_RULES, batch_sharding_for, replicated
 
 METRIC_NAMES = ("loss", "grad_norm", "lr")
 
@@ -40,70 +41,63 @@ class TrainState(flax.struct.PyTreeNode):
     opt_state: Any
 
 
-def loss_fn(
-    params: Any, model: ModelConfig, batch: jax.Array, rules: Rules = None, mesh: Mesh | None = None
-) -> jax.Array:
-    """Mean next-token cross-entropy (fp32) of int32 batch [B, T+1]; unsharded without rules."""
-    sum_loss, num_tokens = _sum_loss(params, model, batch, rules, mesh)
+def loss_fn(params: Any, model: ModelConfig, batch: jax.Array) -> jax.Array:
+    """Mean next-token cross-entropy (fp32) of int32 batch [B, T+1] (sharded inside
+    `lab.sharding.activation_rules`, the unsharded reference outside it)."""
+    sum_loss, num_tokens = _sum_loss(params, model, batch)
     return sum_loss / num_tokens
 
 
-def _sum_loss(params, model, batch_BxT1, rules, mesh) -> tuple[jax.Array, jax.Array]:
+def _sum_loss(params, model, batch_BxT1) -> tuple[jax.Array, jax.Array]:
     inputs_BxT, targets_BxT = batch_BxT1[:, :-1], batch_BxT1[:, 1:]
-    logits_BxTxV = Transformer(model, rules, mesh).apply({"params": params}, inputs_BxT)
+    logits_BxTxV = Transformer(model).apply({"params": params}, inputs_BxT)
     log_z_BxT = jax.nn.logsumexp(logits_BxTxV, axis=-1)
     target_logit_BxT = jnp.take_along_axis(logits_BxTxV, targets_BxT[..., None], axis=-1)[..., 0]
     return jnp.sum(log_z_BxT - target_logit_BxT), jnp.asarray(targets_BxT.size, jnp.int32)
 
 
-@functools.lru_cache(maxsize=16)
-def _abstract_params(model: ModelConfig) -> Any:
-    """Shapes of the parameters, boxed with their logical axis names (one trace per model)."""
-    tokens = jax.ShapeDtypeStruct((1, model.ctx), jnp.int32)
-    return jax.eval_shape(Transformer(model).init, jax.random.key(0), tokens)["params"]
+def loss_and_grads(
+    params: Any, model: ModelConfig, batch_BxT1: jax.Array, grad_shardings: Any = None
+) -> tuple[jax.Array, Any]:
+    """(mean loss, its gradients) of batch [B, T+1], over `model.microbatches` = k slices.
 
+    k > 1: slice j is rows j, j+k, j+2k, ... (a reshape that keeps each device's rows on the
+    device: no communication), its gradient computed and summed in a lax.scan, so only one
+    slice's activations are alive at a time. All slices have B/k rows of T tokens, so the
+    mean of their mean losses is the batch's mean loss, and likewise for the gradients.
+    `grad_shardings` (the params') pins the accumulator's layout.
+    """
+    grad_fn = jax.value_and_grad(loss_fn)
+    k = model.microbatches
+    if k == 1:
+        return grad_fn(params, model, batch_BxT1)
+    b, t1 = batch_BxT1.shape
+    if b % k:
+        raise ConfigError(
+            f"batch size {b} does not split into microbatches = {k}; use a batch size that "
+            f"is a multiple of {k} (times data x fsdp)"
+        )
+    micro_KxMxT1 = batch_BxT1.reshape(b // k, k, t1).swapaxes(0, 1)
+    micro_KxMxT1 = nn.with_logical_constraint(micro_KxMxT1, sharding.TOKEN_STACK)
 
-def param_shardings(model: ModelConfig, mesh: Mesh) -> Any:
-    """NamedSharding of every parameter, from its logical axis names and the rules."""
-    specs = nn.get_partition_spec(_abstract_params(model))
-    return nn.logical_to_mesh_sharding(specs, mesh, LOGICAL_AXIS_RULES)
+    def add(carry: tuple, micro_MxT1: jax.Array) -> tuple:
+        loss, grads = grad_fn(params, model, micro_MxT1)
+        return (carry[0] + loss, jax.tree.map(jnp.add, carry[1], grads)), None
 
-
-def _key_names(path: tuple) -> tuple:
-    return tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", None))) for k in path)
-
-
-def _mirror_shardings(tree: Any, params_sharding: Any, params_shapes: Any, mesh: Mesh) -> Any:
-    """Sharding for each leaf of `tree` (e.g. opt state): a parameter's if it mirrors one."""
-    by_path: dict[tuple, tuple[NamedSharding, tuple[int, ...]]] = {}
-    for (path, sharding), shape in zip(
-        jax.tree_util.tree_leaves_with_path(params_sharding),
-        jax.tree_util.tree_leaves(params_shapes),
-        strict=True,
-    ):
-        by_path[_key_names(path)] = (sharding, tuple(shape.shape))
-
-    def pick(path: tuple, leaf: Any) -> NamedSharding:
-        names = _key_names(path)
-        for start in range(len(names)):
-            hit = by_path.get(names[start:])
-            if hit and hit[1] == tuple(leaf.shape):
-                return hit[0]
-        return NamedSharding(mesh, PartitionSpec())
-
-    return jax.tree_util.tree_map_with_path(pick, tree)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    if grad_shardings is not None:
+        zeros = jax.lax.with_sharding_constraint(zeros, grad_shardings)
+    (loss_sum, grad_sum), _ = jax.lax.scan(add, (jnp.zeros((), jnp.float32), zeros), micro_KxMxT1)
+    return loss_sum / k, jax.tree.map(lambda g: g / k, grad_sum)
 
 
 def state_shardings(model: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh) -> Any:
-    """A TrainState of NamedShardings: parameters by the rules, optimizer leaves mirroring them."""
-    abstract_params = nn.meta.unbox(_abstract_params(model))
-    p_shardings = param_shardings(model, mesh)
+    """A TrainState of NamedShardings: parameters by the rules, optimizer leaves mirroring them
+    (a leaf that mirrors no parameter raises; see `lab.sharding.mirror_shardings`)."""
     return TrainState(
-        step=replicated(mesh),
-        params=p_shardings,
-        opt_state=_mirror_shardings(
-            jax.eval_shape(optimizer.init, abstract_params), p_shardings, abstract_params, mesh
-        ),
+        step=sharding.replicated(mesh),
+        params=sharding.param_shardings(model, mesh),
+        opt_state=sharding.optimizer_state_shardings(optimizer, model, mesh),
     )
 
 
@@ -164,12 +158,10 @@ def make_train_step(
         raise ConfigError(f"steps_per_call must be an int >= 1, got {steps_per_call!r}")
     if steps_per_call < 1:
         raise ConfigError(f"steps_per_call must be >= 1, got {steps_per_call}")
-    grad_fn = jax.value_and_grad(
-        functools.partial(loss_fn, model=model, rules=LOGICAL_AXIS_RULES, mesh=mesh)
-    )
 
     def one_step(state: TrainState, batch_BxT1: jax.Array) -> tuple[TrainState, dict]:
-        loss, grads = grad_fn(state.params, batch=batch_BxT1)
+        sharding.check_batch_size(mesh, batch_BxT1.shape[0], model.microbatches)  # at trace
+        loss, grads = loss_and_grads(state.params, model, batch_BxT1, state_shardings.params)
         metrics = {
             "loss": loss,
             "grad_norm": optax.tree.norm(grads),
@@ -195,13 +187,13 @@ def make_train_step(
         return jax.lax.fori_loop(0, num_steps, body, (state, zeros))
 
     if steps_per_call == 1:
-        step, arg_shardings = single, (batch_sharding_for(mesh, 2),)
+        step, arg_shardings = single, (sharding.batch_sharding(mesh, 2),)
     else:
-        step, arg_shardings = loop, (batch_sharding_for(mesh, 3), replicated(mesh))
+        step, arg_shardings = loop, (sharding.batch_sharding(mesh, 3), sharding.replicated(mesh))
     return jax.jit(
-        step,
+        sharding.with_activation_rules(step, mesh),
         in_shardings=(state_shardings, *arg_shardings),
-        out_shardings=(state_shardings, replicated(mesh)),
+        out_shardings=(state_shardings, sharding.replicated(mesh)),
         donate_argnums=0,
         compiler_options=step_compiler_options(_platform(mesh)),
     )
@@ -219,7 +211,7 @@ def make_eval_step(model: ModelConfig, mesh: Mesh, state_shardings: Any, stacked
     """
 
     def eval_step(params: Any, batch_BxT1: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return _sum_loss(params, model, batch_BxT1, LOGICAL_AXIS_RULES, mesh)
+        return _sum_loss(params, model, batch_BxT1)
 
     def eval_stack(params: Any, batches_NxBxT1: jax.Array) -> tuple[jax.Array, jax.Array]:
         def add(totals, batch_BxT1):
@@ -229,9 +221,10 @@ def make_eval_step(model: ModelConfig, mesh: Mesh, state_shardings: Any, stacked
         zeros = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
         return jax.lax.scan(add, zeros, batches_NxBxT1)[0]
 
+    replicated = sharding.replicated(mesh)
     return jax.jit(
-        eval_stack if stacked else eval_step,
-        in_shardings=(state_shardings.params, batch_sharding_for(mesh, 3 if stacked else 2)),
-        out_shardings=(replicated(mesh), replicated(mesh)),
+        sharding.with_activation_rules(eval_stack if stacked else eval_step, mesh),
+        in_shardings=(state_shardings.params, sharding.batch_sharding(mesh, 3 if stacked else 2)),
+        out_shardings=(replicated, replicated),
         compiler_options=step_compiler_options(_platform(mesh)),
     )

@@ -68,8 +68,8 @@ def test_small_model_on_v5e_2x2_shards_parameters_by_the_rules(aot) -> None:
     import flax.linen as nn
     import jax
 
-    from lab.axis_rules import shard_shape
     from lab.counting import param_specs
+    from lab.sharding import shard_shape
 
     config = _config(SMALL, MeshConfig(data=1, fsdp=2, tensor=2))
     step = aot.compile_train_step(config, "v5e-4")

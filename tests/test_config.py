@@ -113,8 +113,11 @@ def test_presets_follow_shape_rule_and_span_the_range() -> None:
     for name in preset_names():
         config = preset(name)
         assert config.d_ff == 4 * config.d_model
-        if name != "125m":
+        if name not in ("125m", "350m"):  # GPT-3's own shapes
             assert config.n_layers == max(1, round(config.d_model / ASPECT_RATIO))
+    gpt3_medium = preset("350m", vocab_size=50257)
+    assert (gpt3_medium.n_layers, gpt3_medium.d_model, gpt3_medium.n_heads) == (24, 1024, 16)
+    assert 3.4e8 <= gpt3_medium.num_params() <= 3.6e8  # GPT-3 Medium: 350M with GPT-2's vocab
     gpt3_small = preset("125m")
     assert (gpt3_small.n_layers, gpt3_small.d_model, gpt3_small.n_heads, gpt3_small.ctx) == (
         12,

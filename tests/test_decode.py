@@ -14,8 +14,7 @@ from lab.config import ModelConfig
 from lab.decode import DecodeError, generate, until_eos
 from lab.model import Transformer
 from lab.sampling import SamplingConfig
-from lab.sharding import make_mesh
-from lab.train_step import param_shardings
+from lab.sharding import make_mesh, param_shardings
 
 GREEDY = SamplingConfig(greedy=True)
 PROMPT = np.array([[1, 2, 3, 4, 5], [9, 8, 7, 6, 5], [3, 3, 3, 3, 3]], np.int32)

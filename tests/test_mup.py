@@ -54,7 +54,7 @@ def _activations(config: ModelConfig, params, tokens) -> dict[str, float]:
     logits, state = Transformer(config).apply(
         {"params": params}, tokens, capture_intermediates=True
     )
-    last = state["intermediates"][f"block_{config.n_layers - 1}"]["__call__"][0]
+    last, _ = state["intermediates"][f"block_{config.n_layers - 1}"]["__call__"][0]  # (x, cache)
     return {"hidden": last, "logits": logits}
 
 

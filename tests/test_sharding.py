@@ -11,18 +11,20 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from lab.axis_rules import mesh_axes_for, shard_shape
 from lab.config import MeshConfig, ModelConfig, OptimizerConfig
 from lab.errors import ConfigError
 from lab.optim import make_optimizer
 from lab.sharding import (
-    LOGICAL_AXIS_RULES,
     batch_sharding,
     check_batch_size,
     make_mesh,
+    mesh_axes_for,
+    param_shardings,
+    shard_shape,
     stacked_batch_sharding,
+    with_activation_rules,
 )
-from lab.train_step import init_train_state, loss_fn, param_shardings
+from lab.train_step import init_train_state, loss_fn
 
 MESHES = [(8, 1, 1), (2, 2, 2), (1, 2, 4), (1, 1, 8)]
 CONFIG = ModelConfig(n_layers=2, d_model=64, n_heads=8, d_ff=128, ctx=16)
@@ -71,7 +73,7 @@ def _check(config: ModelConfig, mesh_shape: tuple[int, int, int], expected_specs
     params_sharded = jax.device_put(params, shardings)
     batch_sharded = jax.device_put(batch, batch_sharding(mesh))
     grad_fn = jax.jit(
-        jax.value_and_grad(lambda p, b: loss_fn(p, config, b, LOGICAL_AXIS_RULES, mesh)),
+        with_activation_rules(jax.value_and_grad(lambda p, b: loss_fn(p, config, b)), mesh),
         in_shardings=(shardings, batch_sharding(mesh)),
         out_shardings=(None, shardings),
     )
@@ -156,3 +158,32 @@ def test_mesh_and_batch_sharding() -> None:
     with pytest.raises(ConfigError, match="has 4 devices but 8 are available"):
         make_mesh(MeshConfig(2, 2, 1))
     assert math.prod(make_mesh(MeshConfig(1, 1, 1), jax.devices()[:1]).devices.shape) == 1
+
+
+def test_an_optimizer_leaf_that_mirrors_no_parameter_raises() -> None:
+    """Adafactor's factored moments have shapes no parameter has: the old mirror replicated
+    them on every device without a word; now the state's shardings refuse, naming the leaf."""
+    import optax
+
+    from lab.train_step import state_shardings
+
+    mesh = make_mesh(MeshConfig(1, 2, 4))
+    with pytest.raises(
+        ConfigError, match=r"optimizer state leaf \S*v_row\S* of shape .* mirrors no"
+    ):
+        state_shardings(CONFIG, optax.adafactor(1e-3), mesh)
+    # AdamW: every leaf mirrors a parameter or is a scalar (counts, schedule numbers).
+    shardings = state_shardings(CONFIG, make_optimizer(OptimizerConfig(), 10)[0], mesh)
+    adam = shardings.opt_state[1][0]
+    assert adam.count.spec == P()
+    assert adam.nu["block_0"]["mlp"]["wo"].spec == P("tensor", "fsdp")
+
+
+def test_batch_shardings_are_one_spec() -> None:
+    mesh = make_mesh(MeshConfig(2, 2, 2))
+    assert batch_sharding(mesh, 3) == stacked_batch_sharding(mesh)
+    with pytest.raises(ConfigError, match=r"\[B, T\] or \[k, B, T\], got 4 dimensions"):
+        batch_sharding(mesh, 4)
+    with pytest.raises(ConfigError, match="2 microbatches x data x fsdp = 8 devices"):
+        check_batch_size(mesh, 12, microbatches=2)
+    check_batch_size(mesh, 16, microbatches=2)

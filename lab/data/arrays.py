@@ -8,25 +8,16 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from lab.data.errors import DataError
 
 
-def _sharding(mesh: Mesh, ndim: int) -> NamedSharding:
+def _global(local: np.ndarray, mesh: Mesh, batch_axis: int) -> jax.Array:
     from lab.sharding import batch_sharding
 
-    base = batch_sharding(mesh)
-    if ndim == 2:
-        return base
-    if ndim == 3:  # a stack of steps: the leading step axis is not sharded
-        return NamedSharding(mesh, PartitionSpec(None, *base.spec))
-    raise DataError(f"token batches are [B, T] or [k, B, T], got shape with {ndim} dimensions")
-
-
-def _global(local: np.ndarray, mesh: Mesh, batch_axis: int) -> jax.Array:
     local = np.asarray(local)
-    sharding = _sharding(mesh, local.ndim)
+    sharding = batch_sharding(mesh, local.ndim)  # [B, T] or [k, B, T]: B on data x fsdp
     shape = list(local.shape)
     shape[batch_axis] *= jax.process_count()
     return jax.make_array_from_process_local_data(sharding, local, tuple(shape))
