@@ -8,8 +8,8 @@ from importlib import resources
 
 import numpy as np
 
-from analysis.approach3 import compute_optimal
 from analysis.errors import AnalysisError
+from analysis.surface import compute_optimal
 
 TOKENS_PER_PARAM_RULE = 20.0
 ALIASES = {
