@@ -35,6 +35,7 @@ def _answer(
     D,
     level: float,
     loss: np.ndarray | None = None,
+    given: str | None = None,
 ) -> dict[str, object]:
     """Point answer (first row) and intervals (the rest) of arrays N, D of the same shape."""
     k = src.flops_per_param_token
@@ -59,6 +60,7 @@ def _answer(
         }
         if loss is not None:
             ci["loss"] = interval(np.atleast_1d(loss)[1:], level)
+        ci.pop(given, None)  # the question's own input has no interval
         out["ci"] = {**ci, "level": level, "samples": int(N.size - 1)}
     out["extrapolation"] = extrapolation(float(C[0]), src.compute_range)
     return out
@@ -82,7 +84,9 @@ def for_model_size(
         return _answer("model_size", src, N, law_allocation(law, C)[1], level)
     rows = _rows(src, max_samples)
     D = surface.optimal_tokens_for(rows, N)
-    return _answer("model_size", src, np.full(len(rows), N), D, level, surface.loss(rows, N, D))
+    return _answer(
+        "model_size", src, np.full(len(rows), N), D, level, surface.loss(rows, N, D), "N"
+    )
 
 
 def for_tokens(
@@ -96,7 +100,7 @@ def for_tokens(
         return _answer("tokens", src, law_allocation(law, C)[0], D, level)
     rows = _rows(src, max_samples)
     N = surface.optimal_params_for(rows, D)
-    return _answer("tokens", src, N, np.full(len(rows), D), level, surface.loss(rows, N, D))
+    return _answer("tokens", src, N, np.full(len(rows), D), level, surface.loss(rows, N, D), "D")
 
 
 def frontier_params_for_loss(p: np.ndarray, target: float) -> np.ndarray:
@@ -127,7 +131,7 @@ def for_loss(
     rows = _rows(src, max_samples)
     N = frontier_params_for_loss(rows, target)
     D = surface.optimal_tokens_for(rows, N)
-    out = _answer("target_loss", src, N, D, level, surface.loss(rows, N, D))
+    out = _answer("target_loss", src, N, D, level, surface.loss(rows, N, D), "loss")
     out["target_loss"] = target
     if "ci" in out:
         out["ci"]["unreachable_samples"] = int(np.sum(~np.isfinite(N[1:])))

@@ -112,12 +112,13 @@ def from_fit_file(path: Path, approach: str | None = None) -> PlanSource:
     has3 = isinstance(a3, dict) and all(isinstance(a3.get(k), int | float) for k in KEYS)
     has2 = isinstance(doc.get("approach2"), dict)
     if approach in (None, "3") and has3:
-        return _approach3(doc, a3, f"Approach 3 {label}")
+        return _approach3(doc, a3, label)
     if approach in (None, "2") and has2:
-        return _approach2(doc["approach2"], f"Approach 2 {label} (allocation only: no loss)")
-    want = "an Approach 3 or Approach 2 fit" if approach is None else f"an Approach {approach} fit"
+        return _approach2(doc["approach2"], f"{label}, Approach 2 (allocation only: no loss)")
+    want = "no Approach 3 or Approach 2 fit" if approach is None else f"no Approach {approach} fit"
     raise AnalysisError(
-        f"{path} has no {want}; write one with `scaling-lab fit SOURCE --approach 3 --json -o FILE`"
+        f"{path} has {want}; write one with "
+        f"`scaling-lab fit SOURCE --approach {approach or 3} --json -o FILE`"
     )
 
 

@@ -88,7 +88,7 @@ def _placement(r: dict) -> list[str]:
     if dc:
         o = dc["optimum"]
         out.append(
-            f"on {dc['unique_tokens']:.4g} unique tokens ({dc['epochs']:.3g} epochs; R_D* "
+            f"on {dc['unique_tokens']:.4g} unique tokens ({dc['epochs']:.2f} epochs; R_D* "
             f"{dc['R_D_star']:.3g}, R_N* {dc['R_N_star']:.3g}): loss {dc['loss']:.5g} vs "
             f"{o['loss']:.5g} at the data-constrained optimum (N {o['N']:.4g}, D {o['D']:.4g}, "
             f"{o['epochs']:.3g} epochs; +{dc['excess_loss']:.3g} nats)"
@@ -118,7 +118,7 @@ def render(result: dict) -> str:
     keys = ((n, n), (d, d))
     lines += _rows(result, (*keys, ("tokens_per_param", "tokens/param"), ("loss", "loss")))
     if q != "placement" and not result.get("ci"):
-        published = not str(result["fit"]).startswith("Approach ")
+        published = not str(result["fit"]).startswith("lab fit from ")
         lines.append(
             "(no interval: a published point estimate carries no bootstrap samples)"
             if published

@@ -179,4 +179,4 @@ def test_cli_json_schema_and_one_question(capsys):
     args = ["plan", "--model-size", "50.6e9", "--tokens", "569e9", "--unique-tokens", "569e9"]
     assert main([*args, "--use", "hoffmann"]) == 0
     text = capsys.readouterr().out
-    assert "the optimum at this budget" in text and "unique tokens (1 epochs" in text
+    assert "the optimum at this budget" in text and "unique tokens (1.00 epochs" in text
