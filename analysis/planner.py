@@ -1,10 +1,13 @@
 """The planning question: for a budget C, how big a model and how many tokens?
 
-From an L(N, D) fit (the lab's own, with bootstrap samples for intervals, or a published
-one): N_opt, D_opt, tokens/param and predicted loss. With an expected number of inference
-tokens T, the allocation of Sardana et al. 2024 ("Beyond Chinchilla-Optimal"): minimise
-training plus inference FLOPs, 6ND + 2NT, subject to reaching the loss the
-Chinchilla-optimal model reaches at C.
+From a `PlanSource` (`plan_sources`: the lab's Approach 3 or 2 fit, with bootstrap samples
+for intervals, or a published one): N_opt, D_opt, tokens/param and predicted loss, and how
+many decades of compute beyond the fit's data the budget lies. With an expected number of
+inference tokens T, the allocation of Sardana et al. 2024 ("Beyond Chinchilla-Optimal"):
+minimise training plus inference FLOPs, k N D + 2 N T, subject to reaching the loss the
+Chinchilla-optimal model reaches at C. The other questions live beside it: `plan_inverse`
+(fixed N, fixed D, target loss, a given model placed), `plan_constrained` (scarce unique
+tokens, Muennighoff et al. 2023); `plan_answer` picks one from the CLI's arguments.
 """
 
 from __future__ import annotations
