@@ -180,3 +180,28 @@ def test_cli_json_schema_and_one_question(capsys):
     assert main([*args, "--use", "hoffmann"]) == 0
     text = capsys.readouterr().out
     assert "the optimum at this budget" in text and "unique tokens (1.00 epochs" in text
+
+
+def test_bloomberggpt_numbers_in_plan_help_are_what_the_planner_says():
+    from analysis.cli import PLAN_EPILOG
+    from analysis.plan_constrained import constrained_placement
+    from analysis.reference import get_reference, parametric_array
+
+    src = PlanSource("besiroglu", params=parametric_array(get_reference("besiroglu")))
+    placed = place(50.6e9, 569e9, src)
+    dc = constrained_placement(50.6e9, 569e9, 569e9, src)
+    budget = constrained_plan(2.4e23, 569e9, src)
+    shown = [
+        f"{placed['C'] / 1e23:.2f}e23 FLOPs",
+        f"{placed['optimum_at_C']['N_opt'] / 1e9:.1f}B params on "
+        f"{placed['optimum_at_C']['D_opt'] / 1e9:.0f}B",
+        f"{100 * placed['compute_efficiency']:.1f}% of its compute",
+        f"{dc['optimum']['N'] / 1e9:.1f}B params for {dc['optimum']['epochs']:.2f} epochs",
+        f"loss {dc['optimum']['loss']:.4f} vs {dc['loss']:.4f}",
+        f"{budget['N'] / 1e9:.1f}B params for {budget['epochs']:.2f} epochs",
+        f"{budget['unlimited']['N_opt'] / 1e9:.1f}B params on "
+        f"{budget['unlimited']['D_opt'] / 1e9:.0f}B tokens",
+    ]
+    text = " ".join(PLAN_EPILOG.split())
+    for s in shown:
+        assert s in text, s
