@@ -22,8 +22,16 @@ import numpy as np
 from analysis.bootstrap import DEFAULT_LEVEL, percentile_ci, resample_weights
 from analysis.errors import FitError
 from analysis.huber_newton import HUBER_DELTA, newton_fit, objective
+from analysis.surface import (
+    FLOPS_PER_PARAM_TOKEN_6ND,
+    PARAM_NAMES,
+    allocation_exponents,
+    compute_optimal,
+    loss,
+    param_array,
+)
 
-PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
+__all__ = ["PARAM_NAMES", "Approach3Fit", "compute_optimal", "fit_approach3", "param_array"]
 
 
 @dataclass
@@ -37,47 +45,31 @@ class Approach3Fit:
     samples: np.ndarray | None = None  # (R x 5): E, A, B, alpha, beta per resample
     diagnostics: dict[str, object] = field(default_factory=dict)
     level: float = DEFAULT_LEVEL
+    flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN_6ND  # k of C = k N D (see surface)
 
     @property
     def a(self) -> float:
-        p = self.params
-        return p["beta"] / (p["alpha"] + p["beta"])
+        return float(allocation_exponents(self.params["alpha"], self.params["beta"])[0])
 
     @property
     def b(self) -> float:
-        p = self.params
-        return p["alpha"] / (p["alpha"] + p["beta"])
+        return float(allocation_exponents(self.params["alpha"], self.params["beta"])[1])
 
     def optimal(self, C: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Compute-optimal N and D at budget(s) C under the point estimate."""
-        return compute_optimal(param_array(self.params), np.asarray(C, dtype=float))
+        return compute_optimal(param_array(self.params), C, self.flops_per_param_token)
 
     def tokens_per_param(self, C: float) -> dict[str, float | list[float]]:
         """D_opt / N_opt at C with its bootstrap interval (when there are samples)."""
         n, d = self.optimal(C)
         out: dict[str, float | list[float]] = {"C": float(C), "value": float(d / n)}
         if self.samples is not None and len(self.samples):
-            ns, ds = compute_optimal(self.samples, np.full(len(self.samples), float(C)))
+            ns, ds = compute_optimal(self.samples, float(C), self.flops_per_param_token)
             out["ci"] = list(percentile_ci(ds / ns, self.level))
         return out
 
     def predict(self, N: np.ndarray, D: np.ndarray) -> np.ndarray:
-        p = self.params
-        return p["E"] + p["A"] / np.asarray(N) ** p["alpha"] + p["B"] / np.asarray(D) ** p["beta"]
-
-
-def param_array(params: dict[str, float]) -> np.ndarray:
-    """(E, A, B, alpha, beta) as a length-5 array."""
-    return np.array([params[k] for k in PARAM_NAMES], dtype=float)
-
-
-def compute_optimal(p: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """N_opt = G (C/6)^a, D_opt = (C/6)^b / G for parameter rows p = (E, A, B, alpha, beta)."""
-    p = np.asarray(p, dtype=float)
-    _, A, B, alpha, beta = (p[..., k] for k in range(5))
-    G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
-    a, b = beta / (alpha + beta), alpha / (alpha + beta)
-    return G * (C / 6.0) ** a, (C / 6.0) ** b / G
+        return loss(param_array(self.params), N, D)
 
 
 def _theta_to_params(theta: np.ndarray) -> np.ndarray:
@@ -134,8 +126,14 @@ def fit_approach3(
     delta: float = HUBER_DELTA,
     starts: str = "auto",
     level: float = DEFAULT_LEVEL,
+    flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN_6ND,
 ) -> Approach3Fit:
-    """Fit L(N, D) and bootstrap it (resampling points with replacement, seeded)."""
+    """Fit L(N, D) and bootstrap it (resampling points with replacement, seeded).
+
+    `flops_per_param_token` is k of C = k N D in the fit's FLOP convention (6 for 6ND; see
+    `surface.effective_flops_per_param_token` for the detailed count): it turns budgets into
+    allocations and sets the compute range recorded for the planner's extrapolation check.
+    """
     N, D, loss = (np.asarray(v, dtype=float) for v in (N, D, loss))
     if N.size < 6:
         raise FitError(f"Approach 3 has 5 parameters and needs at least 6 runs; got {N.size}")
@@ -163,6 +161,7 @@ def fit_approach3(
         objective=float(res.objective_R[best]),
         n_points=int(N.size),
         level=level,
+        flops_per_param_token=float(flops_per_param_token),
     )
     r = np.log(fit.predict(N, D)) - logL
     fit.diagnostics = {
@@ -172,6 +171,10 @@ def fit_approach3(
         "points_in_quadratic_zone": int(np.sum(np.abs(r) <= delta)),
         "rms_log_residual": float(np.sqrt(np.mean(r**2))),
         "huber_delta": delta,
+        "flops_per_param_token": float(flops_per_param_token),
+        "compute_range": [
+            float(v) for v in flops_per_param_token * np.array([(N * D).min(), (N * D).max()])
+        ],
         "warnings": _warnings(fit),
     }
     if n_boot > 0:
@@ -185,8 +188,7 @@ def fit_approach3(
             "iterations": boot.iterations,
         }
         names = dict(zip(PARAM_NAMES, fit.samples.T, strict=True))
-        names["a"] = names["beta"] / (names["alpha"] + names["beta"])
-        names["b"] = names["alpha"] / (names["alpha"] + names["beta"])
+        names["a"], names["b"] = allocation_exponents(names["alpha"], names["beta"])
         fit.ci = {k: list(percentile_ci(v, level)) for k, v in names.items()}
     return fit
 

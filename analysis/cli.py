@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import textwrap
 from pathlib import Path
 
 from analysis.conventions import FLOP_CONVENTIONS, PARAM_CONVENTIONS, Conventions
@@ -47,18 +46,44 @@ examples:
   scaling-lab report --example chinchilla --out /tmp/chinchilla-report"""
 
 PLAN_HELP = """\
-Answer the planning question: for a compute budget, the compute-optimal model size N,
-tokens D, tokens per parameter and predicted loss, with intervals when the fit carries
-bootstrap samples. Give the budget as FLOPs, PF-days (1 PF-day = 8.64e19 FLOPs), or
-accelerator-hours x peak FLOP/s x MFU. With --inference-tokens T, also the allocation
-minimising training + inference FLOPs (6ND + 2NT) for the same loss (Sardana et al. 2024)."""
+Answer the planning questions from an L(N, D) surface (a `fit --json` file or a published
+fit), with intervals when the fit carries bootstrap samples, and say how many decades of
+compute beyond the fit's data each answer lies (a warning past 2):
+  a budget (--budget FLOPs | --pf-days | --accelerator-hours x --peak x --mfu): the
+    compute-optimal N, D, tokens/param and loss;
+  --model-size N: the tokens and budget at which N is compute-optimal;
+  --tokens D: the model size and budget for which D is compute-optimal;
+  --model-size N --tokens D: that model placed against the frontier (its loss, the
+    optimum's at the same budget, and the share of the compute the optimum needs);
+  --target-loss L: the cheapest budget that reaches L.
+--unique-tokens U (with a budget, or with --model-size and --tokens) plans for a data pool
+of U unique tokens (Muennighoff et al. 2023): the best N and number of epochs, and the loss
+cost against unlimited data, with their R_D* = 15.4, R_N* = 5.3 unless the source has its
+own (--use muennighoff) or --decay says otherwise. --inference-tokens T minimises training
++ inference FLOPs (6ND + 2NT) at the same loss (Sardana et al. 2024). 1 PF-day = 8.64e19
+FLOPs. Sources: --use besiroglu (default), hoffmann (Approach 3 as published), hoffmann-a1,
+hoffmann-a2 (allocation laws: no loss), muennighoff; or --fit FILE (Approach 3, else 2)."""
 
 PLAN_EPILOG = """\
 examples:
   scaling-lab plan --budget 1e22
-  scaling-lab plan --pf-days 100 --use hoffmann
+  scaling-lab plan --pf-days 100 --use hoffmann-a2
   scaling-lab plan --accelerator-hours 5000 --peak 989e12 --mfu 0.4 --fit fit.json
-  scaling-lab plan --budget 5.88e23 --inference-tokens 2e12 --json"""
+  scaling-lab plan --budget 5.88e23 --inference-tokens 2e12 --json
+  scaling-lab plan --target-loss 2.0
+  scaling-lab plan --model-size 7e9
+
+BloombergGPT (Wu et al. 2023: 50.6B parameters, 569B tokens, ~2.4e23 FLOPs), Besiroglu fit:
+  scaling-lab plan --model-size 50.6e9 --tokens 569e9 --unique-tokens 569e9
+    6ND = 1.73e23 FLOPs at 11.2 tokens/param; the optimum there is 39.0B params on 739B
+    tokens (19.0 tokens/param), loss 2.0121 vs 2.0129: the optimum matches BloombergGPT's
+    loss with 97.6% of its compute. On a 569B-token pool the data-constrained optimum is
+    37.6B params for 1.35 epochs (loss 2.0124 vs 2.0138 for BloombergGPT there).
+  scaling-lab plan --budget 2.4e23 --unique-tokens 569e9
+    unlimited data: 46.1B params on 867B tokens (18.8/param), loss 2.0010; with 569B
+    unique tokens: 43.6B params for 1.61 epochs (918B tokens), loss 2.0017 (+0.0007).
+
+exit codes: 0 answered; 2 a bad question or source (one line naming the problem)."""
 
 
 def _source_args(p: argparse.ArgumentParser) -> None:
@@ -186,11 +211,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rep.set_defaults(func=report_command)
     plan = subparsers.add_parser(
         "plan",
-        help="compute-optimal N and D for a budget",
+        help="compute-optimal N and D for a budget, a size, a token count or a target loss",
         description=PLAN_HELP,
         epilog=PLAN_EPILOG,
         formatter_class=RAW,
     )
+    _plan_args(plan)
+    plan.set_defaults(func=plan_command)
+
+
+def _plan_args(plan: argparse.ArgumentParser) -> None:
     plan.add_argument("--budget", type=float, help="budget in FLOPs")
     plan.add_argument("--pf-days", type=float, help="budget in PF-days")
     plan.add_argument(
@@ -200,11 +230,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--peak", type=float, help="peak FLOP/s of one accelerator (e.g. 989e12, H100 bf16 dense)"
     )
     plan.add_argument("--mfu", type=float, help="model FLOPs utilisation, 0..1")
+    plan.add_argument("--model-size", type=float, metavar="N", help="a fixed parameter count")
+    plan.add_argument("--tokens", type=float, metavar="D", help="a fixed training token count")
+    plan.add_argument("--target-loss", type=float, metavar="L", help="the loss to reach")
+    plan.add_argument(
+        "--unique-tokens", type=float, metavar="U", help="unique tokens available (repeats allowed)"
+    )
+    plan.add_argument(
+        "--decay",
+        metavar="RD,RN",
+        help="R_D*,R_N* for --unique-tokens (default: the source's, else 15.39,5.31)",
+    )
     src = plan.add_mutually_exclusive_group()
     src.add_argument(
-        "--use", choices=["hoffmann", "besiroglu"], help="a published fit (default besiroglu)"
+        "--use",
+        choices=["besiroglu", "hoffmann", "hoffmann-a1", "hoffmann-a2", "muennighoff"],
+        help="a published fit (default besiroglu)",
     )
     src.add_argument("--fit", type=Path, metavar="FILE", help="the JSON written by `fit --json`")
+    plan.add_argument(
+        "--approach", choices=["2", "3"], help="which fit of --fit FILE (default 3, else 2)"
+    )
     plan.add_argument(
         "--inference-tokens",
         type=float,
@@ -212,7 +258,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="expected inference tokens (Sardana et al. 2024)",
     )
     plan.add_argument("--json", action="store_true", help="print JSON")
-    plan.set_defaults(func=plan_command)
 
 
 def _load(args: argparse.Namespace):
@@ -298,53 +343,15 @@ def report_command(args: argparse.Namespace) -> int:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    """Budget -> compute-optimal N, D, tokens/param, loss (+ inference-aware allocation)."""
+    """One planning question -> its answer as text or JSON (with schema_version)."""
     from analysis.pipeline import clean
-    from analysis.plan_sources import plan_source
-    from analysis.planner import budget_from, plan
+    from analysis.plan_answer import answer
 
-    C = budget_from(args.budget, args.pf_days, args.accelerator_hours, args.peak, args.mfu)
-    label, params, samples = plan_source(args.use, args.fit)
-    result = clean(plan(C, params, samples, args.inference_tokens))
-    result["fit"] = label
+    result = clean(answer(args))
     if args.json:
         print(json.dumps(result, indent=1))
-        return 0
-    print(
-        textwrap.dedent(f"""\
-        budget       {C:.4g} FLOPs ({result["pf_days"]:.4g} PF-days)
-        fit          {label}""")
-    )
-    ci = result.get("ci", {})
-    for key, name in (
-        ("N_opt", "N_opt"),
-        ("D_opt", "D_opt"),
-        ("tokens_per_param", "tokens/param"),
-        ("loss", "loss"),
-    ):
-        print(f"{name:<12} {result[key]:.4g}" + _interval_text(ci.get(key)))
-    if not ci:
-        print("(no interval: a published point estimate carries no bootstrap samples)")
-    inf = result.get("inference")
-    if inf:
-        print(f"\nwith {inf['inference_tokens']:.4g} inference tokens (Sardana et al. 2024):")
-        ici = inf.get("ci", {})
-        for key, name in (("N", "N"), ("D", "D"), ("tokens_per_param", "tokens/param")):
-            print(f"{name:<12} {inf[key]:.4g}" + _interval_text(ici.get(key)))
-        print(
-            f"total FLOPs  {inf['total_flops']:.4g} vs {inf['chinchilla_total_flops']:.4g} "
-            f"Chinchilla-optimal ({100 * inf['saving']:.1f}% less)"
-        )
-        if ici:
-            total = _interval_text(ici.get("total_flops")).strip()
-            if total:
-                print(f"total FLOPs  {total}")
-            print(f"(intervals from {min(ci.get('samples', 0), 200)} of the bootstrap samples)")
+    else:
+        from analysis.plan_text import render
+
+        print(render(result))
     return 0
-
-
-def _interval_text(iv: list | None) -> str:
-    """'   95% CI [lo, hi]', or nothing when there is no interval (no samples, or undetermined)."""
-    if not iv or iv[0] is None or iv[1] is None:
-        return ""
-    return f"   95% CI [{iv[0]:.4g}, {iv[1]:.4g}]"

@@ -8,12 +8,15 @@ from importlib import resources
 
 import numpy as np
 
-from analysis.approach3 import compute_optimal
 from analysis.errors import AnalysisError
+from analysis.surface import compute_optimal
 
 TOKENS_PER_PARAM_RULE = 20.0
 ALIASES = {
     "hoffmann": "hoffmann2022_approach3",
+    "hoffmann-a1": "hoffmann2022_approach1",
+    "hoffmann-a2": "hoffmann2022_approach2",
+    "muennighoff": "muennighoff2023",
     "besiroglu": "besiroglu2024",
     "kaplan": "kaplan2020",
 }
@@ -27,7 +30,8 @@ def reference_fits() -> dict[str, dict]:
 
 
 def get_reference(name: str) -> dict:
-    """A fit by key or short alias (hoffmann, besiroglu, kaplan)."""
+    """A fit by key or short alias (hoffmann, hoffmann-a1, hoffmann-a2, besiroglu, muennighoff,
+    kaplan)."""
     key = ALIASES.get(name, name)
     fits = reference_fits()
     if key not in fits:
@@ -38,8 +42,8 @@ def get_reference(name: str) -> dict:
 
 
 def parametric_array(ref: dict) -> np.ndarray:
-    """(E, A, B, alpha, beta) of a parametric reference."""
-    if ref.get("kind") != "parametric":
+    """(E, A, B, alpha, beta) of a parametric (or data-constrained) reference."""
+    if ref.get("kind") not in ("parametric", "data_constrained"):
         raise AnalysisError(f"{ref.get('label')} is not a parametric L(N, D) fit")
     return np.array([ref[k] for k in ("E", "A", "B", "alpha", "beta")], dtype=float)
 
@@ -48,7 +52,7 @@ def reference_optimal(name: str, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     """N_opt(C), D_opt(C) under a published fit (parametric, frontier, or the 20x rule)."""
     ref = get_reference(name)
     C = np.asarray(C, dtype=float)
-    if ref["kind"] == "parametric":
+    if ref["kind"] in ("parametric", "data_constrained"):
         return compute_optimal(parametric_array(ref), C)
     if ref["kind"] == "frontier":
         anchor = ref["anchor"]

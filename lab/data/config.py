@@ -41,7 +41,9 @@ class DataConfig:
     `eval_seed` fixes the held-out documents and must stay fixed across a sweep (independent
     of the run seed) so that all runs are evaluated on the same text. `tfds_split` is the TFDS
     split the documents come from (TFDS slicing syntax, e.g. "train[:10%]"); the held-out
-    documents are drawn from it, so eval and train never share a document.
+    documents are drawn from it, so eval and train never share a document. `unique_tokens`
+    caps the training split at that many tokens (see `lab.data.pool`): runs longer than the
+    pool repeat it, which is how a sweep measures the cost of repeated data.
     """
 
     corpus: str = "stdlib"
@@ -52,6 +54,7 @@ class DataConfig:
     max_epochs: float = 1.0
     synthetic: dict | None = None
     tfds_split: str = "train"
+    unique_tokens: int | None = None
 
     def __post_init__(self) -> None:
         kind = self.corpus.split(":", 1)[0]
@@ -71,6 +74,14 @@ class DataConfig:
             raise DataError(f"max_epochs must be a finite number, got {self.max_epochs!r}")
         if self.max_epochs <= 0:
             raise DataError(f"max_epochs must be > 0, got {self.max_epochs}")
+        if self.unique_tokens is not None and (
+            isinstance(self.unique_tokens, bool)
+            or not isinstance(self.unique_tokens, int)
+            or self.unique_tokens < 2
+        ):
+            raise DataError(
+                f"unique_tokens must be an integer >= 2 (or absent), got {self.unique_tokens!r}"
+            )
         if self.synthetic is not None:
             unknown = set(self.synthetic) - set(SYNTHETIC_DEFAULTS)
             if unknown:

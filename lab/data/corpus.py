@@ -27,6 +27,7 @@ import numpy as np
 
 from lab.data.config import DataConfig, tokenizer_vocab
 from lab.data.errors import DataError
+from lab.data.pool import pool_fingerprint, unique_pool
 from lab.data.stream import TokenStream, eval_windows
 from lab.data.tokenizers import (
     ByteTokenizer,
@@ -52,6 +53,17 @@ class Corpus:
         self.fingerprint: str = meta["fingerprint"]
         self.tokenizer: Tokenizer = _make_tokenizer(meta, cache_dir)
         self.train_N: np.ndarray = np.load(cache_dir / "train.npy", mmap_mode="r")
+        if config.unique_tokens is not None:
+            self.train_N = unique_pool(
+                self.train_N,
+                self.doc_ids("train"),
+                self.tokenizer.eos_id,
+                config.unique_tokens,
+                config.eval_seed,
+            )
+            self.fingerprint = pool_fingerprint(
+                self.fingerprint, config.unique_tokens, config.eval_seed
+            )
         self.eval_N: np.ndarray = np.load(cache_dir / "eval.npy", mmap_mode="r")
         self.train_tokens: int = int(self.train_N.shape[0])
         self.eval_tokens: int = int(self.eval_N.shape[0])
@@ -84,6 +96,7 @@ class Corpus:
             "eval_tokens": self.eval_tokens,
             "eval_fraction": self.config.eval_fraction,
             "eval_seed": self.config.eval_seed,
+            "unique_tokens": self.config.unique_tokens,
             "packing": PACKING,
             "true_entropy_nats_per_token": self.true_entropy,
             "cache_dir": str(self.cache_dir),
