@@ -7,7 +7,10 @@ the target's devices (over several slices, the data axis spans the slower DCN ne
 `lab.sharding.make_mesh`). What comes back are XLA's figures, not measurements:
 
 - per-device bytes of arguments, outputs and temporaries against the chip's HBM;
-- XLA's FLOPs of one step (all devices) against the lab's `flops_per_token("full")` count;
+- XLA's FLOPs of one step (all devices) against the lab's count of what the step executes
+  (`lab.counting.executed_flops_per_token`: full attention plus remat's recomputation);
+  XLA counts a loop body once, so a step with scanned layers or microbatches is costed from
+  its unrolled 1- and 2-layer variants (`unrolled_cost`);
 - an estimated step time: XLA's own `optimal_seconds` where its cost model gives one, else
   the roofline of XLA's per-device FLOPs at the datasheet peak and its bytes accessed at the
   HBM bandwidth, whichever is slower (communication is not in either), and from it tokens/s,
@@ -21,6 +24,8 @@ import os
 import time
 from typing import Any
 
+from lab.config import ModelConfig
+from lab.counting import executed_flops_per_token
 from lab.errors import ConfigError
 from lab.run_config import RunConfig
 from lab.tpu_targets import TpuTarget, parse_target
@@ -29,6 +34,7 @@ from lab.tpu_targets import TpuTarget, parse_target
 # and printing warnings about hostnames it cannot find.
 _QUIET_LIBTPU = {"TPU_WORKER_HOSTNAMES": "localhost", "TPU_STDERR_LOG_LEVEL": "3"}
 FIT_FRACTION = 0.95  # XLA's own count: leave a little for the runtime
+COST_KEYS = ("flops", "bytes accessed", "optimal_seconds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +57,7 @@ class CompileReport:
     temp_bytes: int
     hbm_bytes: int
     xla_flops: float  # one step, all devices
-    lab_flops: float  # one step, full attention count (what the compiled code executes)
+    lab_flops: float  # one step: full attention count + remat recomputation (what runs)
     bytes_accessed: float  # per device
     step_seconds: float
     step_time_source: str  # "xla optimal_seconds" or "roofline"
@@ -170,21 +176,63 @@ def compile_step(config: RunConfig, target: TpuTarget | str) -> CompileReport:
     """Compile `config`'s train step for `target` and return XLA's memory and cost figures."""
     target = parse_target(target) if isinstance(target, str) else target
     step = compile_train_step(config, target)
-    return _report(config, target, step.mesh, step.compiled, step.seconds)
+    cost, seconds = _single_cost(step.compiled), step.seconds
+    if _has_loops(config.model):
+        cost, extra_seconds = unrolled_cost(config, target)
+        seconds += extra_seconds
+    return _report(config, target, step, cost, seconds)
 
 
-def _report(config: RunConfig, target: TpuTarget, mesh, compiled, compile_seconds: float):
-    memory = compiled.memory_analysis()
+def _has_loops(model: ModelConfig) -> bool:
+    return model.scan_layers or model.microbatches > 1
+
+
+def _single_cost(compiled) -> dict[str, float]:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list | tuple) else cost
-    devices = mesh.devices.size
+    return {key: float(cost.get(key, -1.0)) for key in COST_KEYS}
+
+
+def unrolled_cost(config: RunConfig, target: TpuTarget) -> tuple[dict[str, float], float]:
+    """XLA's cost of `config`'s step, for a step with loops inside.
+
+    XLA's cost analysis counts a loop body once, whatever its trip count, so a step with
+    scanned layers or microbatches would read as one layer's and one microbatch's work. The
+    cost is therefore read from the same step unrolled (no scan, one microbatch: the same
+    batch in one piece) with 1 and 2 layers, and extrapolated linearly in depth: the blocks
+    are identical, so each one adds the same cost. Memory still comes from the real step.
+    """
+    costs, seconds = [], 0.0
+    for layers in (1, 2):
+        model = dataclasses.replace(
+            config.model, n_layers=layers, scan_layers=False, microbatches=1
+        )
+        step = compile_train_step(dataclasses.replace(config, model=model), target)
+        costs.append(_single_cost(step.compiled))
+        seconds += step.seconds
+    one, two = costs
+    depth = config.model.n_layers - 1
+    cost = {key: one[key] + depth * (two[key] - one[key]) for key in ("flops", "bytes accessed")}
+    both_timed = one["optimal_seconds"] > 0 and two["optimal_seconds"] > 0
+    cost["optimal_seconds"] = (
+        one["optimal_seconds"] + depth * (two["optimal_seconds"] - one["optimal_seconds"])
+        if both_timed
+        else -1.0
+    )
+    return cost, seconds
+
+
+def _report(
+    config: RunConfig, target: TpuTarget, step: CompiledStep, cost: dict, compile_seconds: float
+) -> CompileReport:
+    memory = step.compiled.memory_analysis()
+    devices = step.mesh.devices.size
     per_device_peak = target.peak_flops / devices
     per_device_bandwidth = target.generation.hbm_bandwidth * target.chips / devices
-    flops, accessed = float(cost["flops"]), float(cost.get("bytes accessed", 0.0))
-    optimal = float(cost.get("optimal_seconds", -1.0))
+    flops, accessed, optimal = (cost[key] for key in COST_KEYS)
     if optimal > 0:
         seconds, source = optimal, "xla optimal_seconds"
-    else:  # libtpu's cost model leaves optimal_seconds unset (negative) for most programs
+    else:  # libtpu's cost model leaves optimal_seconds unset (negative) for some programs
         seconds, source = max(flops / per_device_peak, accessed / per_device_bandwidth), "roofline"
     tokens = config.train_batch_size * config.model.ctx
     return CompileReport(
@@ -193,7 +241,7 @@ def _report(config: RunConfig, target: TpuTarget, mesh, compiled, compile_second
         slices=target.slices,
         chips=target.chips,
         devices=devices,
-        mesh={name: int(size) for name, size in mesh.shape.items()},
+        mesh={name: int(size) for name, size in step.mesh.shape.items()},
         params=config.model.num_params(),
         batch_size=config.train_batch_size,
         ctx=config.model.ctx,
@@ -203,7 +251,7 @@ def _report(config: RunConfig, target: TpuTarget, mesh, compiled, compile_second
         temp_bytes=int(memory.temp_size_in_bytes),
         hbm_bytes=int(target.generation.hbm_bytes * target.chips / devices),
         xla_flops=flops * devices,
-        lab_flops=config.model.flops_per_token("full") * tokens,
+        lab_flops=executed_flops_per_token(config.model) * tokens,
         bytes_accessed=accessed,
         step_seconds=seconds,
         step_time_source=source,

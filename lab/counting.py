@@ -124,6 +124,26 @@ def flops_per_token(config: ModelShape, convention: str = "causal") -> float:
     )
 
 
+def recompute_flops_per_token(config: ModelShape) -> float:
+    """Forward FLOPs per token the backward pass runs again under the config's `remat` policy:
+    none for "none"; every block's forward for "full"; for "save-dots" the attention score and
+    value products, the only matmuls with batch dimensions (`dots_with_no_batch_dims_saveable`
+    keeps the others). Full T x T attention: what the compiled code executes."""
+    remat = getattr(config, "remat", "none")
+    if remat == "none":
+        return 0.0
+    forward = forward_flops_breakdown(config, causal=False)
+    if remat == "save-dots":
+        return forward["attention_scores"] + forward["attention_values"]
+    return sum(value for name, value in forward.items() if name != "unembedding")
+
+
+def executed_flops_per_token(config: ModelShape) -> float:
+    """Training FLOPs per token the compiled step executes: the full-attention count plus the
+    recomputation its remat policy adds (what XLA's cost analysis should count)."""
+    return flops_per_token(config, "full") + recompute_flops_per_token(config)
+
+
 def tokens_for_budget(config: ModelShape, flops: float, convention: str = "causal") -> float:
     """Training tokens a budget of `flops` buys for this model under `convention`."""
     return flops / flops_per_token(config, convention)

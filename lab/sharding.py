@@ -140,9 +140,16 @@ def make_mesh(
     shape = config.resolve(len(devices))
     axis_types = (AxisType.Auto,) * len(MESH_AXES)
     slices = config.slices if slices is None else slices
-    if slices == 1:
-        return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types, devices=devices)
     from jax.experimental import mesh_utils
+
+    if slices == 1:
+        try:
+            return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types, devices=devices)
+        except NotImplementedError:
+            # A TPU torus (4x4x4) cannot give each logical axis whole physical axes (8 x 8):
+            # split physical axes, as mesh_utils allows on request.
+            grid = mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
+            return Mesh(grid, MESH_AXES, axis_types=axis_types)
 
     found = len({getattr(d, "slice_index", 0) for d in devices})
     if found != slices:
