@@ -41,6 +41,7 @@ class ModelShape(Protocol):
 
 ParamSpec = tuple[tuple[int, ...], tuple[str | None, ...]]
 
+BLOCKS = "blocks"  # scope of the scanned blocks' stacked parameters (scan_layers)
 EMBEDDING_PATHS = (("embed", "embedding"), ("pos_embed", "embedding"), ("lm_head", "kernel"))
 
 
@@ -62,7 +63,7 @@ def param_specs(config: ModelShape) -> dict[tuple[str, ...], ParamSpec]:
     }
     if config.scan_layers:  # one stack per kind, layers first (lab.model.scanned_blocks)
         for path, (shape, names) in block.items():
-            specs[("blocks", *path)] = ((config.n_layers, *shape), ("layers", *names))
+            specs[(BLOCKS, *path)] = ((config.n_layers, *shape), ("layers", *names))
     else:
         for i in range(config.n_layers):
             specs.update({(f"block_{i}", *path): spec for path, spec in block.items()})

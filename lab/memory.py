@@ -2,15 +2,23 @@
 
 The seed arithmetic (fp32 Adam: weights 4 B + gradients 4 B + two moments 8 B per parameter,
 plus activations) refined by sharding: every parameter's shard shape comes from its logical
-axes and the rules (`lab.sharding`, its JAX-free part), so fsdp/tensor splitting is counted exactly. Gradients
-and Adam moments are fp32 like the params (they take the params' sharding).
+axes and the rules (`lab.sharding`, its JAX-free part), so fsdp/tensor splitting is counted
+exactly. Gradients and Adam moments are fp32 like the params (they take the params' sharding);
+with `microbatches` > 1 the step also holds the gradient accumulator (one more fp32 copy).
 
-Activations (no rematerialisation; bytes per token per layer, a = compute-dtype bytes, matching
-what the backward pass keeps): norms 2 x 2d a, QKV 3d a, RoPE'd q/k 2d a, attention output and
-projection 2d a, residual d a, MLP hidden 2f a (3f for SwiGLU), attention scores + probabilities
-H T (4 + a); plus fp32 logits, log-softmax and their gradient 3 V 4 per token. Head/MLP/vocab
-terms are divided by the tensor axis, tokens by data x fsdp. A sanity test keeps this within a
-small factor of XLA's own temp-buffer count.
+Activations, bytes per token per layer (a = compute-dtype bytes), as the backward pass keeps
+them under each `remat` policy of `lab.model`:
+- "none": norms 2 x 2d a, QKV 3d a, RoPE'd q/k 2d a, attention output and projection 2d a,
+  residual d a, MLP hidden 2f a (3f for SwiGLU), attention scores + probabilities H T (4 + a);
+- "save-dots": the block input d a and the weight matmuls' outputs: QKV 3d a, projection d a,
+  MLP in f a (2f SwiGLU) and out d a;
+- "full": the block input d a only;
+and under either remat policy one layer's "none" set, less what is saved, live while it is
+recomputed. Plus fp32
+logits, log-softmax and their gradient 3 V 4 per token (outside the blocks, never remat).
+Head/MLP/vocab terms are divided by the tensor axis, tokens by data x fsdp x microbatches
+(one microbatch's activations are alive at a time). A test compares each policy's estimate
+with XLA's `memory_analysis` of the compiled step on CPU.
 """
 
 from __future__ import annotations
@@ -71,20 +79,31 @@ def estimate_memory(
     param_bytes = 4 * sum(
         math.prod(shard_shape(shape, names, sizes)) for shape, names in param_specs(model).values()
     )
-    a = 2 if model.compute_dtype == "bfloat16" else 4
-    tensor = sizes["tensor"]
-    tokens = math.ceil(batch_size / (sizes["data"] * sizes["fsdp"])) * model.ctx
-    d, f, h, t = model.d_model, model.d_ff, model.n_heads, model.ctx
-    mlp_hidden = (3 if model.mlp == "swiglu" else 2) * f
-    rope = 2 * d if model.position == "rope" else 0
-    per_layer = a * (4 * d + d + 2 * d + (3 * d + rope + mlp_hidden) / tensor) + math.ceil(
-        h / tensor
-    ) * t * (4 + a)
-    per_token = model.n_layers * per_layer + 3 * 4 * math.ceil(model.vocab_size / tensor)
-    activations = int(tokens * per_token)
-    weights, gradients, optimizer = param_bytes, param_bytes, 2 * param_bytes
+    tokens = math.ceil(batch_size / (sizes["data"] * sizes["fsdp"] * model.microbatches))
+    activations = int(tokens * model.ctx * activation_bytes_per_token(model, sizes["tensor"]))
+    weights, optimizer = param_bytes, 2 * param_bytes
+    gradients = param_bytes * (2 if model.microbatches > 1 else 1)  # + the accumulator
     total = weights + gradients + optimizer + activations
     return MemoryEstimate(weights, gradients, optimizer, activations, total)
+
+
+def activation_bytes_per_token(model: ModelConfig, tensor: int = 1) -> float:
+    """Bytes the backward pass keeps per token (see the module docstring), `tensor`-way split."""
+    a = 2 if model.compute_dtype == "bfloat16" else 4
+    d, f, h, t = model.d_model, model.d_ff, model.n_heads, model.ctx
+    mlp_in = (2 if model.mlp == "swiglu" else 1) * f
+    rope = 2 * d if model.position == "rope" else 0
+    scores = math.ceil(h / tensor) * t * (4 + a)
+    full_layer = a * (7 * d + (3 * d + rope + mlp_in + f) / tensor) + scores
+    saved_layer = {
+        "none": full_layer,
+        "save-dots": a * (3 * d + (3 * d + mlp_in) / tensor),
+        "full": a * d,
+    }[model.remat]
+    # One layer rebuilt at a time in the backward pass: all of it, less the saved dots.
+    recompute = 0.0 if model.remat == "none" else full_layer - saved_layer + a * d
+    logits = 3 * 4 * math.ceil(model.vocab_size / tensor)
+    return model.n_layers * saved_layer + recompute + logits
 
 
 def device_memory_bytes() -> int:

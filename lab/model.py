@@ -32,8 +32,8 @@ import jax.numpy as jnp
 
 from lab import mup
 from lab.config import ModelConfig
+from lab.counting import BLOCKS
 
-BLOCKS = "blocks"  # scope of the scanned blocks (scan_layers)
 REMAT_POLICIES = {
     "full": jax.checkpoint_policies.nothing_saveable,
     "save-dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,

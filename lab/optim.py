@@ -31,6 +31,7 @@ import optax
 
 from lab import mup
 from lab.config import ModelConfig, OptimizerConfig
+from lab.counting import BLOCKS
 from lab.errors import ConfigError
 
 NO_DECAY_MODULES = ("embed", "pos_embed")
@@ -157,11 +158,13 @@ def scale_by_run_schedule(
 
 
 def decay_mask(params: Any) -> Any:
-    """True for leaves that get weight decay: >= 2-D kernels outside the embedding modules."""
+    """True for leaves that get weight decay: >= 2-D kernels outside the embedding modules
+    (scanned blocks' leaves carry a leading layers axis that does not count)."""
 
     def decays(path: tuple, leaf: Any) -> bool:
         names = [getattr(k, "key", getattr(k, "name", None)) for k in path]
-        return jnp.ndim(leaf) >= 2 and not any(n in NO_DECAY_MODULES for n in names)
+        ndim = jnp.ndim(leaf) - (1 if names[:1] == [BLOCKS] else 0)
+        return ndim >= 2 and not any(n in NO_DECAY_MODULES for n in names)
 
     return jax.tree_util.tree_map_with_path(decays, params)
 

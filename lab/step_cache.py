@@ -4,7 +4,8 @@ A sweep worker trains many runs in one process, and an IsoFLOP grid repeats each
 across budgets. Since the schedule's numbers are optimizer state (lab.optim), every run of a
 shape on a mesh shares its init, train and eval functions; keeping the jitted objects lets
 the next run skip tracing, lowering and the compilation-cache lookup altogether (JAX's own
-per-function cache then hits). Keyed by everything the compiled code depends on.
+per-function cache then hits). Keyed by everything the compiled code depends on (the model
+config includes scan_layers, remat and microbatches).
 """
 
 from __future__ import annotations

@@ -36,11 +36,30 @@ BASE = {"n_layers": 2, "d_model": 64, "n_heads": 4, "d_ff": 256}
         ({"mlp": "relu"}, "unknown mlp 'relu'"),
         ({"tied_embeddings": "yes"}, "tied_embeddings must be true or false"),
         ({"d_model": 60, "n_heads": 20}, "rope needs an even head_dim"),
+        ({"remat": "dots"}, "unknown remat 'dots'; choose one of none, full, save-dots"),
+        ({"scan_layers": 1}, "scan_layers must be true or false"),
+        ({"microbatches": 0}, "microbatches must be >= 1"),
     ],
 )
 def test_model_config_errors(change: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ModelConfig(**{**BASE, **change})
+
+
+def test_memory_fields_round_trip_and_leave_default_hashes_alone() -> None:
+    """scan_layers / remat / microbatches are recorded when set (config.json is the run's
+    provenance) and absent at their defaults, so configs written before them hash the same."""
+    plain = ModelConfig(**BASE)
+    assert not {"scan_layers", "remat", "microbatches"} & set(plain.to_dict())
+    tuned = ModelConfig(**BASE, scan_layers=True, remat="save-dots", microbatches=4)
+    assert {k: tuned.to_dict()[k] for k in ("scan_layers", "remat", "microbatches")} == {
+        "scan_layers": True,
+        "remat": "save-dots",
+        "microbatches": 4,
+    }
+    assert ModelConfig.from_dict(tuned.to_dict()) == tuned
+    assert tuned.num_params() == plain.num_params()  # stacked or not, the same parameters
+    assert tuned.flops_per_token() == plain.flops_per_token()
 
 
 def test_head_divisibility_error_suggests_fix() -> None:

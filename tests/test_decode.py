@@ -70,6 +70,24 @@ def test_cached_greedy_on_a_sharded_mesh_equals_recomputation() -> None:
     np.testing.assert_array_equal(got, want)
 
 
+def test_scanned_blocks_decode_like_the_loop_on_a_mesh() -> None:
+    """scan_layers: the cache is one [L, B, S, H, K] stack sliced per layer by the scan."""
+    from lab.model import stack_blocks
+
+    loop = tiny(mlp="swiglu")
+    params = init(loop, seed=3)
+    want = greedy_by_recomputation(params, loop, PROMPT, NEW)
+    scan = tiny(mlp="swiglu", scan_layers=True, remat="full")
+    stacked = stack_blocks(params, loop.n_layers)
+    np.testing.assert_array_equal(
+        generate(stacked, scan, PROMPT, max_new_tokens=NEW, sampling=GREEDY), want
+    )
+    mesh = make_mesh((2, 2, 2))
+    sharded = jax.device_put(stacked, param_shardings(scan, mesh))
+    got = generate(sharded, scan, PROMPT, max_new_tokens=NEW, sampling=GREEDY, mesh=mesh)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_eos_stops_each_row_and_pads_after_it() -> None:
     model = tiny()
     params = init(model)

@@ -20,6 +20,8 @@ VARIANTS = [
     {"mlp": "swiglu"},
     {"tied_embeddings": False},
     {"position": "learned", "mlp": "swiglu", "tied_embeddings": False, "vocab_size": 97},
+    {"scan_layers": True},  # stacked paths blocks/... with a leading layers axis
+    {"scan_layers": True, "mlp": "swiglu", "tied_embeddings": False, "position": "learned"},
 ]
 
 

@@ -157,6 +157,29 @@ def test_mup_optimizer_scales_hidden_updates_by_base_over_width() -> None:
     assert float(jnp.max(jnp.abs(sp_updates["block_0"]["attn"]["qkv"]))) == pytest.approx(1e-2)
 
 
+def test_mup_with_scanned_blocks_labels_and_updates_like_the_loop() -> None:
+    """Stacked parameters ("blocks/...", a leading layers axis) keep their muP class and LR."""
+    from lab.model import stack_blocks, unstack_blocks
+
+    loop = _config(128, "mup")
+    scan = dataclasses.replace(loop, scan_layers=True)
+    params = _init(loop)
+    stacked = stack_blocks(params, loop.n_layers)
+    labels = mup_labels(scan)(stacked)
+    assert labels["blocks"]["attn"]["qkv"] == "hidden"
+    assert labels["blocks"]["mlp_norm"]["scale"] == "vector"
+    assert mup.lr_multipliers(scan)[("blocks", "mlp", "wo")] == pytest.approx(0.25)
+    grads = jax.tree.map(jnp.cos, params)
+    opt = OptimizerConfig(peak_lr=1e-2, warmup_steps=0, weight_decay=0.1)
+    want_opt, _ = make_optimizer(opt, 10, loop)
+    want = want_opt.update(grads, want_opt.init(params), params)[0]
+    scan_opt, _ = make_optimizer(opt, 10, scan)
+    got = scan_opt.update(stack_blocks(grads, 2), scan_opt.init(stacked), stacked)[0]
+    got = unstack_blocks(got, loop.n_layers)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-9)
+
+
 def test_coordinate_check_mup_flat_sp_grows() -> None:
     """Measured (widths 32..256, 3 steps at lr 1e-2): muP hidden update RMS 0.98, 1.03, 0.97,
     0.95 (slope -0.02); SP 0.96, 1.58, 2.70, 6.26 (slope 0.89). Logit updates: muP 1.15 -> 0.70
