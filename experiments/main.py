@@ -19,11 +19,13 @@ from importlib import metadata
 
 from analysis.errors import AnalysisError
 from lab.errors import ConfigError
+from lab.runtime.disk import DiskFullError, format_bytes, free_bytes
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the command ran, and something it did failed (a run raised, a check said no)
 EXIT_USAGE = 2  # bad input: a config, a path, a table; nothing was trained or written
 EXIT_DIVERGED = 3  # the run (or a sweep's runs) diverged; recorded in result.json
+EXIT_NO_SPACE = 74  # a disk filled up: the last checkpoint stays; free space and resume
 EXIT_PREEMPTED = 75  # SIGTERM: the checkpoint is saved, run the same command to resume
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
@@ -34,6 +36,8 @@ EXIT_CODES = textwrap.dedent(
       {EXIT_FAILED}    something failed: a sweep's run raised, verify found a mismatch
       {EXIT_USAGE}    bad input (config, path, table, option); the message names the fix
       {EXIT_DIVERGED}    a run diverged (recorded in its result.json)
+      {EXIT_NO_SPACE}   no space left on a device (the message names the path and the free
+           space); free space and run the same command again: it resumes bitwise
       {EXIT_PREEMPTED}   preempted (SIGTERM): checkpoint saved; run the same command to resume
       {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
     """
@@ -126,7 +130,11 @@ def _os_error(name: str, error: OSError) -> int:
         return EXIT_OK
     where = f" {error.filename}" if error.filename else ""
     if error.errno == errno.ENOSPC:
-        return _fail(name, f"no space left on the device{where}; free space, then run again")
+        if isinstance(error, DiskFullError):  # lab's: names the run dir and its free space
+            return _fail(name, error.strerror, EXIT_NO_SPACE)
+        free = format_bytes(free_bytes(error.filename)) if error.filename else "unknown"
+        message = f"no space left on the device of{where} ({free} free); free space, then run again"
+        return _fail(name, message, EXIT_NO_SPACE)
     return _fail(name, f"cannot access{where}: {error.strerror or error}")
 
 

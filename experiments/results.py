@@ -4,6 +4,10 @@ Both are derived from the run directories (`runs/<id>/result.json` or `failure.j
 `sweep_point.json`, the runner's record of the run's budget and seed), so `sweep table`
 rebuilds them at any time; the runner also updates them incrementally, one run at a time,
 under a lock. Writes are atomic. `analysis` reads exactly these column names.
+
+Every write of the tables also writes `tables.json`: each table's data-row count and the
+SHA-256 of its bytes, so a reader can tell a table cut short (a copy, a full disk) from a
+whole one. A run whose result.json cannot be read (damaged) has no row until it is retrained.
 """
 
 from __future__ import annotations
@@ -11,19 +15,23 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import hashlib
 import io
 import json
 import os
 from collections.abc import Iterator
 from typing import Any
 
-from lab.runtime.atomic_io import as_path, is_remote, write_text_atomic
+from lab import run_dir
+from lab.run_status import RunStatus
+from lab.runtime.atomic_io import as_path, is_remote, write_json_atomic, write_text_atomic
 
 RESULTS_FILE = "results.csv"
 CURVES_FILE = "curves.csv"
+TABLES_FILE = "tables.json"  # row counts and checksums of the two tables
+TABLES_SCHEMA = 1
 POINT_FILE = "sweep_point.json"
 FAILURE_FILE = "failure.json"
-RESULT_FILE = "result.json"
 
 RESULT_COLUMNS = (
     "run_id",
@@ -158,7 +166,7 @@ def failure_row(point: dict[str, Any], failure: dict[str, Any]) -> dict[str, str
     for key in ("run_id", "budget", "N", "N_nonemb", "D", "seed", "steps", "batch_size", "peak_lr"):
         row[key] = _cell(point.get(key))
     row.update(
-        status="failed",
+        status=RunStatus.FAILED,
         tuning=_cell(bool(point.get("tuning", False))),
         config_hash=_cell(point.get("config_hash")),
         budget_spent=_cell(point.get("budget_spent")),
@@ -200,10 +208,13 @@ def run_rows(run_path) -> tuple[dict[str, str] | None, list[dict[str, str]]]:
         point = json.loads((run_path / POINT_FILE).read_text())
     except FileNotFoundError:
         return None, []
-    result_path, failure_path = run_path / RESULT_FILE, run_path / FAILURE_FILE
-    if result_path.exists():
-        result = json.loads(result_path.read_text())
+    try:
+        result = run_dir.read_result(run_path)
+    except run_dir.DamagedRunError:
+        return None, []  # unfinished until retrained; `sweep status` names it
+    if result is not None:
         return result_row(point, result), curve_rows(point, result)
+    failure_path = run_path / FAILURE_FILE
     if failure_path.exists():
         return failure_row(point, json.loads(failure_path.read_text())), []
     return None, []
@@ -243,8 +254,7 @@ def rebuild_tables(root: str | os.PathLike) -> tuple[int, int]:
             results.append(row)
             curves.extend(curve)
     with _table_lock(root):
-        write_text_atomic(root / RESULTS_FILE, _csv_text(results, RESULT_COLUMNS))
-        write_text_atomic(root / CURVES_FILE, _csv_text(curves, CURVE_COLUMNS))
+        write_tables(root, results, curves)
     return len(results), len(curves)
 
 
@@ -258,8 +268,20 @@ def update_tables(root: str | os.PathLike, run_id: str) -> None:
         if row is not None:
             results.append(row)
             curves.extend(curve)
-        write_text_atomic(root / RESULTS_FILE, _csv_text(results, RESULT_COLUMNS))
-        write_text_atomic(root / CURVES_FILE, _csv_text(curves, CURVE_COLUMNS))
+        write_tables(root, results, curves)
+
+
+def write_tables(root, results: list[dict[str, str]], curves: list[dict[str, str]]) -> None:
+    """results.csv, curves.csv, then tables.json with each one's row count and SHA-256."""
+    files = {}
+    for name, rows, columns in (
+        (RESULTS_FILE, results, RESULT_COLUMNS),
+        (CURVES_FILE, curves, CURVE_COLUMNS),
+    ):
+        text = _csv_text(rows, columns)
+        write_text_atomic(root / name, text)
+        files[name] = {"rows": len(rows), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    write_json_atomic(root / TABLES_FILE, {"schema": TABLES_SCHEMA, "files": files})
 
 
 @contextlib.contextmanager

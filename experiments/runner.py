@@ -22,12 +22,11 @@ from experiments.claims import ClaimStore
 from experiments.context import build_grid
 from experiments.grid import Grid, GridPoint
 from experiments.options import RunnerOptions
-from experiments.results import rebuild_tables, update_tables
+from experiments.results import FAILURE_FILE, rebuild_tables, update_tables
 from experiments.staging import local_run_dir
 from experiments.sweep_file import SweepSpec
 from lab.errors import ConfigError
-
-FINISHED = ("done", "diverged", "failed")
+from lab.run_status import FINISHED, RunStatus
 
 
 @dataclasses.dataclass
@@ -201,8 +200,8 @@ def _broadcast(choice: int) -> int:
 def _is_finished(out: str, point: GridPoint, options: RunnerOptions, since: float) -> bool:
     """Finished, unless a retry flag asks again for a run that ended before `since`."""
     state = sweep_dir.run_state(out, point.run_id)
-    retry = (state == "diverged" and options.retry_diverged) or (
-        state == "failed" and options.retry_failed
+    retry = (state == RunStatus.DIVERGED and options.retry_diverged) or (
+        state == RunStatus.FAILED and options.retry_failed
     )
     if retry and sweep_dir.finished_at(out, point.run_id) < since:
         return False
@@ -226,9 +225,9 @@ def _run_one(
 
     if leader:
         state = sweep_dir.run_state(out, point.run_id)
-        if state == "diverged":
+        if state == RunStatus.DIVERGED:
             sweep_dir.move_aside(out, point.run_id)
-        if state == "failed":
+        if state == RunStatus.FAILED:
             sweep_dir.clear_failure(out, point.run_id)
         sweep_dir.write_point(out, point, spec.flop_convention)
     try:
@@ -245,7 +244,7 @@ def _run_one(
         report.failed.append(point.run_id)
         return
     report.trained.append(point.run_id)
-    if result["status"] == "diverged":
+    if result["status"] == RunStatus.DIVERGED:
         report.diverged.append(point.run_id)
 
 
@@ -267,15 +266,17 @@ def _announce(out: str, grid: Grid, point: GridPoint, worker: str) -> None:
     )
 
 
-def _describe(out: str, point: GridPoint, state: str) -> str:
+def _describe(out: str, point: GridPoint, state: RunStatus) -> str:
     from lab.runtime.atomic_io import read_json
 
     path = sweep_dir.run_path(out, point.run_id)
-    if state == "failed":
-        message: Any = read_json(path / "failure.json")["message"]
+    if state == RunStatus.FAILED:
+        message: Any = read_json(path / FAILURE_FILE)["message"]
         return f"FAILED: {message}"
-    result = read_json(path / "result.json")
-    if state == "diverged":
+    if state not in FINISHED:
+        return f"{state.upper()}: no readable result"
+    result = sweep_dir.read_result(out, point.run_id)
+    if state == RunStatus.DIVERGED:
         return f"DIVERGED: {result['divergence']['reason']}"
     seconds = result.get("timing", {}).get("total_s", 0.0)
     return f"loss {result['loss']:.4f} ({point.steps} steps, {seconds:.1f} s)"
