@@ -141,6 +141,11 @@ def write_failure(root: str | os.PathLike, run_id: str, message: str, host: str)
     write_json_atomic(run_path(root, run_id) / FAILURE_FILE, record)
 
 
+def failure_message(root: str | os.PathLike, run_id: str) -> str:
+    """What a failed run raised (its failure.json)."""
+    return str(read_json(run_path(root, run_id) / FAILURE_FILE).get("message", "unknown"))
+
+
 def finished_at(root: str | os.PathLike, run_id: str) -> float:
     """When a finished run ended (UNIX time; 0 if unknown): result provenance or failure."""
     path = run_path(root, run_id)
