@@ -16,8 +16,12 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from lab.runtime.disk import quiet_no_space_logs
+
 # orbax logs every save at INFO through absl; a sweep of hundreds of runs does not need that.
 logging.getLogger("absl").setLevel(logging.WARNING)
+# A full disk: train raises one DiskFullError; orbax's threads would print it per shard.
+quiet_no_space_logs("absl", "asyncio")
 
 
 def checkpoint_steps(directory: str | Path) -> list[int]:
@@ -64,6 +68,7 @@ class RunCheckpoints:
             create=True,
         )
         self.manager = ocp.CheckpointManager(Path(directory).absolute(), options=options)
+        self._closed = False
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -96,5 +101,17 @@ class RunCheckpoints:
         self.manager.wait_until_finished()
 
     def close(self) -> None:
+        """Wait for the async save in flight, then release the manager (once)."""
+        if self._closed:
+            return
         self.manager.wait_until_finished()
         self.manager.close()
+        self._closed = True
+
+    def close_after_error(self) -> None:
+        """Close on the way out of a failed run: a save the failure broke may raise again,
+        and must not hide the failure itself (orbax leaves it uncommitted: resume ignores it)."""
+        try:
+            self.close()
+        except Exception:
+            self._closed = True

@@ -95,8 +95,14 @@ def train(
     setup_seconds = time.perf_counter() - started
     show = show_progress() if progress is None else progress
     with disk_errors(out):
-        outcome = train_loop(run, progress=show)
-        return finish_run(run, outcome, setup_seconds, time.perf_counter() - started)
+        try:
+            outcome = train_loop(run, progress=show)
+            return finish_run(run, outcome, setup_seconds, time.perf_counter() - started)
+        except BaseException:
+            run.checkpoints.close_after_error()  # no save left running into the next attempt
+            run.metrics.close()
+            run.evals.close()
+            raise
 
 
 @dataclasses.dataclass

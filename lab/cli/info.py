@@ -80,7 +80,7 @@ def check_args(args: argparse.Namespace) -> None:
     for name in ("budget", "params"):
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"--{name} must be a positive finite number, got {value}")
+            raise ConfigError(f"--{name} must be a positive finite number, got {value:g}")
     if args.batch < 1:
         raise ConfigError(f"--batch must be a positive number of sequences, got {args.batch}")
     for name in ("ctx", "vocab_size"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import shutil
@@ -78,6 +79,26 @@ def disk_full(path: str | os.PathLike, cause: OSError | None = None) -> DiskFull
         "complete checkpoint"
     )
     return DiskFullError(errno.ENOSPC, message, str(path))
+
+
+class QuietNoSpace(logging.Filter):
+    """Drops the log records of a full disk that orbax's background threads (absl) and
+    asyncio's collected tasks print, once per array shard, before the run itself stops with
+    one DiskFullError: the same ENOSPC, hundreds of lines of it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and no_space_cause(error) is not None:
+            return False
+        return not _TENSORSTORE_NO_SPACE.search(record.getMessage())
+
+
+def quiet_no_space_logs(*loggers: str) -> None:
+    """Install QuietNoSpace on these loggers (once each)."""
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, QuietNoSpace) for f in logger.filters):
+            logger.addFilter(QuietNoSpace())
 
 
 @contextlib.contextmanager
