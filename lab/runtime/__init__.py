@@ -5,5 +5,6 @@
 - `compiler_options`: per-executable XLA options (YNNPACK dots and reductions on CPU)
 - `cpu_devices`: split a CPU host's cores into one XLA device each
 - `device_peak`: the FLOP/s that MFU divides by (measured on CPU, datasheet on GPU/TPU)
-- `provenance`: git commit, package versions, devices: what a result was made with
+- `disk`: a full disk as one `DiskFullError` (path, free space), however orbax wraps it
+- `provenance`: git commit, package version and versions, devices: what a result was made with
 """
