@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from experiments.sweep_dir import FAILURE_FILE, POINT_FILE, run_path, runs_root
 from lab import run_dir
 from lab.run_status import RunStatus
 from lab.runtime.atomic_io import as_path, is_remote, write_json_atomic, write_text_atomic
@@ -30,8 +31,6 @@ RESULTS_FILE = "results.csv"
 CURVES_FILE = "curves.csv"
 TABLES_FILE = "tables.json"  # row counts and checksums of the two tables
 TABLES_SCHEMA = 1
-POINT_FILE = "sweep_point.json"
-FAILURE_FILE = "failure.json"
 
 RESULT_COLUMNS = (
     "run_id",
@@ -202,19 +201,19 @@ def curve_rows(point: dict[str, Any], result: dict[str, Any]) -> list[dict[str, 
     return rows
 
 
-def run_rows(run_path) -> tuple[dict[str, str] | None, list[dict[str, str]]]:
+def run_rows(run) -> tuple[dict[str, str] | None, list[dict[str, str]]]:
     """(results row or None if unfinished, curve rows) of one run directory."""
     try:
-        point = json.loads((run_path / POINT_FILE).read_text())
+        point = json.loads((run / POINT_FILE).read_text())
     except FileNotFoundError:
         return None, []
     try:
-        result = run_dir.read_result(run_path)
+        result = run_dir.read_result(run)
     except run_dir.DamagedRunError:
         return None, []  # unfinished until retrained; `sweep status` names it
     if result is not None:
         return result_row(point, result), curve_rows(point, result)
-    failure_path = run_path / FAILURE_FILE
+    failure_path = run / FAILURE_FILE
     if failure_path.exists():
         return failure_row(point, json.loads(failure_path.read_text())), []
     return None, []
@@ -247,9 +246,9 @@ def rebuild_tables(root: str | os.PathLike) -> tuple[int, int]:
     """Write results.csv and curves.csv from every run directory; (rows, curve rows)."""
     root = as_path(root)
     results, curves = [], []
-    runs = root / "runs"
-    for run_path in sorted(runs.iterdir()) if runs.exists() else []:
-        row, curve = run_rows(run_path)
+    runs = runs_root(root)
+    for run in sorted(runs.iterdir()) if runs.exists() else []:
+        row, curve = run_rows(run)
         if row is not None:
             results.append(row)
             curves.extend(curve)
@@ -261,7 +260,7 @@ def rebuild_tables(root: str | os.PathLike) -> tuple[int, int]:
 def update_tables(root: str | os.PathLike, run_id: str) -> None:
     """Insert (or replace) one run's rows in both tables: the runner's incremental write."""
     root = as_path(root)
-    row, curve = run_rows(root / "runs" / run_id)
+    row, curve = run_rows(run_path(root, run_id))
     with _table_lock(root):
         results = [r for r in read_csv(root / RESULTS_FILE) if r["run_id"] != run_id]
         curves = [r for r in read_csv(root / CURVES_FILE) if r["run_id"] != run_id]

@@ -18,6 +18,7 @@ from typing import Any
 
 from experiments import sweep_dir
 from experiments.results import RESULTS_FILE, read_csv
+from lab.run_status import RunStatus
 from lab.runtime.atomic_io import as_path, write_json_atomic
 from lab.sampling import SamplingConfig
 
@@ -36,7 +37,9 @@ def pick_runs(rows: list[dict[str, str]]) -> list[tuple[float, str, dict[str, st
     done = [
         r
         for r in rows
-        if r.get("status") == "done" and r.get("loss") and r.get("tuning", "False") != "True"
+        if r.get("status") == RunStatus.DONE
+        and r.get("loss")
+        and r.get("tuning", "False") != "True"
     ]
     picks = []
     for budget in sorted({float(r["budget"]) for r in done}):

@@ -32,7 +32,8 @@ def sweep_progress(root: str | os.PathLike) -> dict[str, Any]:
     """Counts, FLOPs (sweep convention) and ETA of the sweep in `root`."""
     plan = sweep_dir.read_plan(root)
     claims = ClaimStore(root, "status").live_claims()
-    counts = {"done": 0, "diverged": 0, "failed": 0, "running": 0, "left": 0}
+    counts: dict[str, int] = {status: 0 for status in sorted(FINISHED)}
+    counts.update(running=0, left=0)
     damaged: list[str] = []
     flops_total = flops_done = 0.0
     rate_flops = rate_seconds = 0.0
@@ -63,7 +64,7 @@ def sweep_progress(root: str | os.PathLike) -> dict[str, Any]:
     rate = rate_flops / rate_seconds if rate_seconds > 0 else None
     concurrency = max(1, counts["running"])
     eta = (flops_total - flops_done) / (rate * concurrency) if rate else None
-    finished = counts["done"] + counts["diverged"] + counts["failed"]
+    finished = sum(counts[status] for status in FINISHED)
     return {
         "schema_version": STATUS_SCHEMA_VERSION,
         "dir": str(root),

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from experiments.grid import Grid, GridPoint
-from experiments.results import FAILURE_FILE, POINT_FILE
 from experiments.sweep_file import SweepError, SweepSpec, load_sweep, parse_sweep
 from lab import run_dir
 from lab.run_status import RunStatus
@@ -38,6 +37,9 @@ from lab.runtime.atomic_io import (
 
 SWEEP_FILE = "sweep.toml"
 PLAN_FILE = "plan.json"
+RUNS_DIR = "runs"
+POINT_FILE = "sweep_point.json"  # in each run dir: the grid point (budget, seed, ...)
+FAILURE_FILE = "failure.json"  # in a failed run's dir: what it raised
 
 
 def adopt_sweep_file(root: str | os.PathLike, sweep_path: str | os.PathLike) -> SweepSpec:
@@ -104,8 +106,12 @@ def read_plan(root: str | os.PathLike) -> dict[str, Any]:
     return read_json(path)
 
 
+def runs_root(root: str | os.PathLike):
+    return as_path(root) / RUNS_DIR
+
+
 def run_path(root: str | os.PathLike, run_id: str):
-    return as_path(root) / "runs" / run_id
+    return runs_root(root) / run_id
 
 
 def run_state(root: str | os.PathLike, run_id: str) -> RunStatus:
@@ -124,7 +130,7 @@ def read_result(root: str | os.PathLike, run_id: str) -> dict[str, Any] | None:
 
 def damaged_runs(root: str | os.PathLike) -> list[str]:
     """Run ids whose result.json cannot be read: named by `sweep status` and `sweep table`."""
-    runs = as_path(root) / "runs"
+    runs = runs_root(root)
     if not runs.exists():
         return []
     return sorted(p.name for p in runs.iterdir() if run_dir.read_status(p) == RunStatus.DAMAGED)
