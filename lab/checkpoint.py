@@ -16,12 +16,12 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from lab.runtime.disk import quiet_no_space_logs
+from lab.runtime.disk import quiet_no_space_noise
 
 # orbax logs every save at INFO through absl; a sweep of hundreds of runs does not need that.
 logging.getLogger("absl").setLevel(logging.WARNING)
 # A full disk: train raises one DiskFullError; orbax's threads would print it per shard.
-quiet_no_space_logs("absl", "asyncio")
+quiet_no_space_noise("absl", "asyncio")
 
 
 def checkpoint_steps(directory: str | Path) -> list[int]:

@@ -12,12 +12,16 @@ ignores a half-written one, and the logs are cut back to the checkpoint on resum
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import logging
 import os
 import re
 import shutil
+import sys
+import threading
+import traceback
 from collections.abc import Iterator
 
 
@@ -81,6 +85,9 @@ def disk_full(path: str | os.PathLike, cause: OSError | None = None) -> DiskFull
     return DiskFullError(errno.ENOSPC, message, str(path))
 
 
+_NO_SPACE_SEEN = threading.Event()  # a write of this process failed for want of space
+
+
 class QuietNoSpace(logging.Filter):
     """Drops the log records of a full disk that orbax's background threads (absl) and
     asyncio's collected tasks print, once per array shard, before the run itself stops with
@@ -88,17 +95,47 @@ class QuietNoSpace(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if error is not None and no_space_cause(error) is not None:
+        if (error is not None and no_space_cause(error) is not None) or (
+            _TENSORSTORE_NO_SPACE.search(record.getMessage())
+        ):
+            _NO_SPACE_SEEN.set()
             return False
-        return not _TENSORSTORE_NO_SPACE.search(record.getMessage())
+        return True
 
 
-def quiet_no_space_logs(*loggers: str) -> None:
-    """Install QuietNoSpace on these loggers (once each)."""
+def _closed_loop_hook(previous):
+    """After a failed save, tensorstore's writes still in flight complete into orbax's event
+    loop, closed by then: Python reports each as an unraisable 'Event loop is closed', maybe
+    before the failure's cause is known. Those are held back, and shown at exit unless a
+    write failed for want of space (the run then said so in one line)."""
+    held: list[tuple[type, BaseException, object]] = []
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        error = unraisable.exc_value
+        if isinstance(error, RuntimeError) and "Event loop is closed" in str(error):
+            if not _NO_SPACE_SEEN.is_set():
+                held.append((unraisable.exc_type, error, unraisable.exc_traceback))
+            return
+        previous(unraisable)
+
+    def show_held() -> None:
+        if not _NO_SPACE_SEEN.is_set():
+            for exc_type, error, tb in held:
+                traceback.print_exception(exc_type, error, tb)
+
+    atexit.register(show_held)
+    hook.quiet_closed_loop = True  # type: ignore[attr-defined]
+    return hook
+
+
+def quiet_no_space_noise(*loggers: str) -> None:
+    """Install QuietNoSpace on these loggers and the closed-loop hook (once each)."""
     for name in loggers:
         logger = logging.getLogger(name)
         if not any(isinstance(f, QuietNoSpace) for f in logger.filters):
             logger.addFilter(QuietNoSpace())
+    if not getattr(sys.unraisablehook, "quiet_closed_loop", False):
+        sys.unraisablehook = _closed_loop_hook(sys.unraisablehook)
 
 
 @contextlib.contextmanager
@@ -112,4 +149,5 @@ def disk_errors(path: str | os.PathLike) -> Iterator[None]:
         cause = no_space_cause(error)
         if cause is None:
             raise
+        _NO_SPACE_SEEN.set()
         raise disk_full(path, cause) from None
