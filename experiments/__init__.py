@@ -1,0 +1,23 @@
+"""Sweeps: many `lab` runs laid out, run, recorded and checked; the `scaling-lab` dispatcher.
+
+- `main`: the `scaling-lab` console script; catches ConfigError/AnalysisError once
+- `cli`: `sweep plan|run|status|table|verify|samples` and `demo`
+- `sweep_file`, `tuning_spec`: the sweep TOML and its [tuning] table, validated
+- `grid`: the IsoFLOP solver (budgets x sizes -> N, D, steps; dropped points with reasons)
+- `context`: what the grid needs from this machine (corpus facts, device memory)
+- `plan`: `sweep plan`'s table and time estimate
+- `options`: RunnerOptions, shared by `runner` and `jobs`
+- `runner`: claim, train (lab.train), record, repeat; exit codes from the runs' states
+- `jobs`: `--jobs k` child workers pinned to cores
+- `claims`: heartbeat claims so no run is trained twice at once
+- `staging`: run directories on gs:// trained in a local copy
+- `sweep_dir`: DIR's layout and each run's state (lab.run_dir owns the run's own files)
+- `results`: results.csv, curves.csv and their tables.json (row counts, checksums)
+- `status`: `sweep status` counts, FLOPs and ETA (text or --json)
+- `tuning`: the LR-tuning stage and the law it fits
+- `verify`: re-run finished runs and compare (names an edited config.json)
+- `samples`: per budget, the optimal, smallest and largest run complete a prompt
+- `demo`: cpu_tiny end to end
+
+Imports `lab` and `analysis`; neither imports it back.
+"""

@@ -1,13 +1,17 @@
 """`scaling-lab sweep plan|run|status|table|verify|samples` and `scaling-lab demo`.
 
 Nothing here imports JAX at module level: the dispatcher loads this for every command.
+Handlers raise ConfigError for bad input; the dispatcher prints it as one line (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import textwrap
+
+from lab.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_PREEMPTED
 
 SWEEP_EPILOG = textwrap.dedent(
     """\
@@ -26,6 +30,28 @@ SWEEP_EPILOG = textwrap.dedent(
 )
 
 
+FILE_HELP = "sweep file (TOML), or a preset name: micro, cpu_tiny, cpu_study, ..."
+DIR_HELP = "the sweep's results directory, as given to `sweep run --out` (local or gs://)"
+
+
+def _subcommand(
+    commands: argparse._SubParsersAction,
+    name: str,
+    help_text: str,
+    description: str,
+    examples: list[str],
+) -> argparse.ArgumentParser:
+    """A `sweep` subcommand with its description and examples in its --help."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+    return commands.add_parser(
+        name,
+        help=help_text,
+        description=textwrap.fill(description, 88),
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     sweep = subparsers.add_parser(
         "sweep",
@@ -36,8 +62,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     commands = sweep.add_subparsers(dest="sweep_command", metavar="SUBCOMMAND")
 
-    plan = commands.add_parser("plan", help="print the grid and estimated times; trains nothing")
-    plan.add_argument("file", help="sweep file (TOML) or preset name")
+    plan = _subcommand(
+        commands,
+        "plan",
+        "print the grid and estimated times; trains nothing",
+        "Solve the sweep's IsoFLOP grid on this machine: per budget the model sizes, their "
+        "tokens D, tokens/param, steps and estimated time (measured with a short run unless "
+        "--throughput or --no-measure), the points dropped and why, and the LR-tuning stage.",
+        ["scaling-lab sweep plan cpu_tiny", "scaling-lab sweep plan my_sweep.toml --no-measure"],
+    )
+    plan.add_argument("file", metavar="FILE", help=FILE_HELP)
     plan.add_argument(
         "--throughput",
         type=float,
@@ -46,9 +80,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plan.add_argument("--no-measure", action="store_true", help="no time estimate at all")
     plan.set_defaults(func=_plan)
 
-    run = commands.add_parser("run", help="run the sweep into DIR (resumable, idempotent)")
-    run.add_argument("file", help="sweep file (TOML) or preset name")
-    run.add_argument("--out", required=True, help="results directory (local path or gs://...)")
+    run = _subcommand(
+        commands,
+        "run",
+        "run the sweep into DIR (resumable, idempotent)",
+        "Train every grid point into DIR (--out), skipping finished runs and resuming killed "
+        "ones. Exits 1 naming the runs that failed (raised, or left a damaged config), 2 if "
+        "the planner dropped every point.",
+        [
+            "scaling-lab sweep run cpu_tiny --out runs/tiny --jobs 2",
+            "scaling-lab sweep run cpu_study --out gs://bucket/study --worker 3 --workers 8",
+            "scaling-lab sweep run cpu_tiny --out runs/tiny --retry-failed",
+        ],
+    )
+    run.add_argument("file", metavar="FILE", help=FILE_HELP)
+    run.add_argument(
+        "--out", required=True, metavar="DIR", help="results directory (local path or gs://...)"
+    )
     run.add_argument("--worker", type=int, default=0, help="this worker's index (0-based)")
     run.add_argument("--workers", type=int, default=1, help="number of workers sharing DIR")
     run.add_argument(
@@ -100,25 +148,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--worker-name", help=argparse.SUPPRESS)
     run.set_defaults(func=_run)
 
-    status = commands.add_parser("status", help="runs done/running/left, FLOPs, ETA")
-    status.add_argument("dir")
+    status = _subcommand(
+        commands,
+        "status",
+        "runs done/running/left, FLOPs, ETA",
+        "Count DIR's runs (done, diverged, failed, running, left; damaged ones named), the "
+        "FLOPs done of the total and the time left. Reads only files: cheap to poll.",
+        ["scaling-lab sweep status runs/tiny", "scaling-lab sweep status runs/tiny --json"],
+    )
+    status.add_argument("dir", metavar="DIR", help=DIR_HELP)
+    status.add_argument(
+        "--json", action="store_true", help="one JSON object (with a schema_version)"
+    )
     status.set_defaults(func=_status)
 
-    table = commands.add_parser("table", help="rebuild results.csv and curves.csv from run dirs")
-    table.add_argument("dir")
+    table = _subcommand(
+        commands,
+        "table",
+        "rebuild results.csv and curves.csv from run dirs",
+        "Rewrite DIR/results.csv, DIR/curves.csv and DIR/tables.json (row counts and "
+        "checksums) from the run directories: the fix for a table cut short or edited.",
+        ["scaling-lab sweep table runs/tiny"],
+    )
+    table.add_argument("dir", metavar="DIR", help=DIR_HELP)
     table.set_defaults(func=_table)
 
-    verify = commands.add_parser("verify", help="re-run k finished runs and compare final loss")
-    verify.add_argument("dir")
+    verify = _subcommand(
+        commands,
+        "verify",
+        "re-run k finished runs and compare final loss",
+        "Re-train k finished runs of DIR from their recorded config.json in DIR/verify/ and "
+        "compare final losses (bitwise on the same machine and XLA flags). Exits 1 on a "
+        "mismatch, or when a config.json no longer matches the hash its result recorded.",
+        ["scaling-lab sweep verify runs/tiny", "scaling-lab sweep verify runs/tiny --runs 3"],
+    )
+    verify.add_argument("dir", metavar="DIR", help=DIR_HELP)
     verify.add_argument("--runs", type=int, default=1, help="how many runs to re-run")
     verify.add_argument("--tolerance", type=float, help="allowed |loss difference|")
     verify.set_defaults(func=_verify)
 
-    samples = commands.add_parser(
+    samples = _subcommand(
+        commands,
         "samples",
-        help="DIR/samples.json: per budget, the optimal, smallest and largest run complete a prompt",
+        "DIR/samples.json: per budget, the optimal, smallest and largest run complete a prompt",
+        "Complete one prompt with the compute-optimal, the smallest and the largest run of "
+        "each budget (runs with a final checkpoint) and write DIR/samples.json for the report.",
+        [
+            "scaling-lab sweep samples runs/tiny",
+            'scaling-lab sweep samples runs/tiny --prompt "def main(" --greedy',
+        ],
     )
-    samples.add_argument("dir")
+    samples.add_argument("dir", metavar="DIR", help=DIR_HELP)
     samples.add_argument("--prompt", help="text to continue (default 'def '; '' for symbols)")
     samples.add_argument("--max-new-tokens", type=int, default=64, help="tokens per sample")
     samples.add_argument("--seed", type=int, default=0, help="sampling seed (same for all runs)")
@@ -195,11 +275,19 @@ def _run(args: argparse.Namespace) -> int:
         report = run_sweep(args.file, args.out, options)
     except RunInterrupted as interrupted:
         print(f"scaling-lab sweep run: {interrupted}", file=sys.stderr)
-        return 75
+        return EXIT_PREEMPTED
     if not args.worker_name:  # a --jobs child leaves the summary to its parent
         from experiments.status import format_status
 
         print(format_status(args.out))
+        for run_id, message in report.failures.items():
+            print(f"scaling-lab sweep run: run {run_id} failed: {message}", file=sys.stderr)
+        if report.failures:
+            print(
+                f"scaling-lab sweep run: {len(report.failures)} run(s) failed; fix the cause "
+                "and re-run with --retry-failed",
+                file=sys.stderr,
+            )
     return report.exit_code
 
 
@@ -215,17 +303,31 @@ def _init_distributed(args: argparse.Namespace) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from experiments.status import format_status
+    from experiments.status import format_status, sweep_progress
 
-    print(format_status(args.dir))
+    if args.json:
+        print(json.dumps(sweep_progress(args.dir), indent=2))
+    else:
+        print(format_status(args.dir))
     return 0
 
 
 def _table(args: argparse.Namespace) -> int:
+    from experiments import sweep_dir
     from experiments.results import rebuild_tables
 
+    sweep_dir.load_dir_sweep(args.dir)  # a sweep directory, not a typo that would be created
     rows, curve_rows = rebuild_tables(args.dir)
-    print(f"wrote {args.dir}/results.csv ({rows} runs) and curves.csv ({curve_rows} evals)")
+    print(
+        f"wrote {args.dir}/results.csv ({rows} runs), curves.csv ({curve_rows} evals) and "
+        "tables.json"
+    )
+    for run_id in sweep_dir.damaged_runs(args.dir):
+        print(
+            f"left out {run_id}: its result.json cannot be read (damaged); "
+            f"`scaling-lab sweep run` trains it again",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -250,10 +352,10 @@ def _verify(args: argparse.Namespace) -> int:
     runs = pick_runs(args.dir, args.runs)
     if not runs:
         print(f"no finished runs in {args.dir} to verify", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     results = [verify_run(args.dir, run_id, args.tolerance) for run_id in runs]
     print(format_verification(results))
-    return 0 if all(v.ok for v in results) else 1
+    return EXIT_OK if all(v.ok for v in results) else EXIT_FAILED
 
 
 def _demo(args: argparse.Namespace) -> int:

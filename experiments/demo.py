@@ -16,6 +16,7 @@ from typing import Any
 
 from experiments.results import RESULTS_FILE, read_csv
 from lab.errors import ConfigError
+from lab.run_status import RunStatus
 
 
 def run_demo(sweep: str, out: str, *, jobs: int = 0) -> int:
@@ -120,7 +121,7 @@ def results_text(out: str) -> str:
         lines.append(
             f"{float(r['budget']):>8.2g} {int(r['N']):>9,} {int(r['D']):>11,} "
             f"{float(r['tokens_per_param']):>7.1f} {loss:>8} {r['status']:>8}"
-            if r["status"] != "failed"
+            if r["status"] != RunStatus.FAILED
             else f"{float(r['budget']):>8.2g} {r['run_id']} failed: {r['error']}"
         )
     return "\n".join(lines)

@@ -15,25 +15,32 @@ import errno
 import os
 import sys
 import textwrap
-from importlib import metadata
 
 from analysis.errors import AnalysisError
 from lab.errors import ConfigError
-
-EXIT_OK = 0
-EXIT_FAILED = 1  # the command ran, and something it did failed (a run raised, a check said no)
-EXIT_USAGE = 2  # bad input: a config, a path, a table; nothing was trained or written
-EXIT_DIVERGED = 3  # the run (or a sweep's runs) diverged; recorded in result.json
-EXIT_PREEMPTED = 75  # SIGTERM: the checkpoint is saved, run the same command to resume
-EXIT_INTERRUPTED = 130  # Ctrl-C
+from lab.exit_codes import (
+    EXIT_DIVERGED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NO_SPACE,
+    EXIT_OK,
+    EXIT_PREEMPTED,
+    EXIT_USAGE,
+)
+from lab.runtime.disk import DiskFullError, format_bytes, free_bytes
+from lab.runtime.provenance import package_version
 
 EXIT_CODES = textwrap.dedent(
     f"""\
     exit codes:
       {EXIT_OK}    success
-      {EXIT_FAILED}    something failed: a sweep's run raised, verify found a mismatch
+      {EXIT_FAILED}    something failed: a sweep's run raised or could not be read (the runs are
+           named), verify found a mismatch
       {EXIT_USAGE}    bad input (config, path, table, option); the message names the fix
-      {EXIT_DIVERGED}    a run diverged (recorded in its result.json)
+      {EXIT_DIVERGED}    `train`: the run diverged (recorded in its result.json; a sweep's
+           diverged runs are data, not a failure: exit 0)
+      {EXIT_NO_SPACE}   no space left on a device (the message names the path and the free
+           space); free space and run the same command again: it resumes bitwise
       {EXIT_PREEMPTED}   preempted (SIGTERM): checkpoint saved; run the same command to resume
       {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
     """
@@ -56,10 +63,7 @@ DESCRIPTION = textwrap.dedent(
 
 def version() -> str:
     """The installed package's version (a wheel has no git checkout to ask)."""
-    try:
-        return metadata.version("scaling-lab")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
+    return package_version()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,7 +134,11 @@ def _os_error(name: str, error: OSError) -> int:
         return EXIT_OK
     where = f" {error.filename}" if error.filename else ""
     if error.errno == errno.ENOSPC:
-        return _fail(name, f"no space left on the device{where}; free space, then run again")
+        if isinstance(error, DiskFullError):  # lab's: names the run dir and its free space
+            return _fail(name, error.strerror, EXIT_NO_SPACE)
+        free = format_bytes(free_bytes(error.filename)) if error.filename else "unknown"
+        message = f"no space left on the device of{where} ({free} free); free space, then run again"
+        return _fail(name, message, EXIT_NO_SPACE)
     return _fail(name, f"cannot access{where}: {error.strerror or error}")
 
 

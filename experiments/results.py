@@ -4,6 +4,10 @@ Both are derived from the run directories (`runs/<id>/result.json` or `failure.j
 `sweep_point.json`, the runner's record of the run's budget and seed), so `sweep table`
 rebuilds them at any time; the runner also updates them incrementally, one run at a time,
 under a lock. Writes are atomic. `analysis` reads exactly these column names.
+
+Every write of the tables also writes `tables.json`: each table's data-row count and the
+SHA-256 of its bytes, so a reader can tell a table cut short (a copy, a full disk) from a
+whole one. A run whose result.json cannot be read (damaged) has no row until it is retrained.
 """
 
 from __future__ import annotations
@@ -11,19 +15,22 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import hashlib
 import io
 import json
 import os
 from collections.abc import Iterator
 from typing import Any
 
-from lab.runtime.atomic_io import as_path, is_remote, write_text_atomic
+from experiments.sweep_dir import FAILURE_FILE, POINT_FILE, run_path, runs_root
+from lab import run_dir
+from lab.run_status import RunStatus
+from lab.runtime.atomic_io import as_path, is_remote, write_json_atomic, write_text_atomic
 
 RESULTS_FILE = "results.csv"
 CURVES_FILE = "curves.csv"
-POINT_FILE = "sweep_point.json"
-FAILURE_FILE = "failure.json"
-RESULT_FILE = "result.json"
+TABLES_FILE = "tables.json"  # row counts and checksums of the two tables
+TABLES_SCHEMA = 1
 
 RESULT_COLUMNS = (
     "run_id",
@@ -158,7 +165,7 @@ def failure_row(point: dict[str, Any], failure: dict[str, Any]) -> dict[str, str
     for key in ("run_id", "budget", "N", "N_nonemb", "D", "seed", "steps", "batch_size", "peak_lr"):
         row[key] = _cell(point.get(key))
     row.update(
-        status="failed",
+        status=RunStatus.FAILED,
         tuning=_cell(bool(point.get("tuning", False))),
         config_hash=_cell(point.get("config_hash")),
         budget_spent=_cell(point.get("budget_spent")),
@@ -194,16 +201,19 @@ def curve_rows(point: dict[str, Any], result: dict[str, Any]) -> list[dict[str, 
     return rows
 
 
-def run_rows(run_path) -> tuple[dict[str, str] | None, list[dict[str, str]]]:
+def run_rows(run) -> tuple[dict[str, str] | None, list[dict[str, str]]]:
     """(results row or None if unfinished, curve rows) of one run directory."""
     try:
-        point = json.loads((run_path / POINT_FILE).read_text())
+        point = json.loads((run / POINT_FILE).read_text())
     except FileNotFoundError:
         return None, []
-    result_path, failure_path = run_path / RESULT_FILE, run_path / FAILURE_FILE
-    if result_path.exists():
-        result = json.loads(result_path.read_text())
+    try:
+        result = run_dir.read_result(run)
+    except run_dir.DamagedRunError:
+        return None, []  # unfinished until retrained; `sweep status` names it
+    if result is not None:
         return result_row(point, result), curve_rows(point, result)
+    failure_path = run / FAILURE_FILE
     if failure_path.exists():
         return failure_row(point, json.loads(failure_path.read_text())), []
     return None, []
@@ -236,30 +246,41 @@ def rebuild_tables(root: str | os.PathLike) -> tuple[int, int]:
     """Write results.csv and curves.csv from every run directory; (rows, curve rows)."""
     root = as_path(root)
     results, curves = [], []
-    runs = root / "runs"
-    for run_path in sorted(runs.iterdir()) if runs.exists() else []:
-        row, curve = run_rows(run_path)
+    runs = runs_root(root)
+    for run in sorted(runs.iterdir()) if runs.exists() else []:
+        row, curve = run_rows(run)
         if row is not None:
             results.append(row)
             curves.extend(curve)
     with _table_lock(root):
-        write_text_atomic(root / RESULTS_FILE, _csv_text(results, RESULT_COLUMNS))
-        write_text_atomic(root / CURVES_FILE, _csv_text(curves, CURVE_COLUMNS))
+        write_tables(root, results, curves)
     return len(results), len(curves)
 
 
 def update_tables(root: str | os.PathLike, run_id: str) -> None:
     """Insert (or replace) one run's rows in both tables: the runner's incremental write."""
     root = as_path(root)
-    row, curve = run_rows(root / "runs" / run_id)
+    row, curve = run_rows(run_path(root, run_id))
     with _table_lock(root):
         results = [r for r in read_csv(root / RESULTS_FILE) if r["run_id"] != run_id]
         curves = [r for r in read_csv(root / CURVES_FILE) if r["run_id"] != run_id]
         if row is not None:
             results.append(row)
             curves.extend(curve)
-        write_text_atomic(root / RESULTS_FILE, _csv_text(results, RESULT_COLUMNS))
-        write_text_atomic(root / CURVES_FILE, _csv_text(curves, CURVE_COLUMNS))
+        write_tables(root, results, curves)
+
+
+def write_tables(root, results: list[dict[str, str]], curves: list[dict[str, str]]) -> None:
+    """results.csv, curves.csv, then tables.json with each one's row count and SHA-256."""
+    files = {}
+    for name, rows, columns in (
+        (RESULTS_FILE, results, RESULT_COLUMNS),
+        (CURVES_FILE, curves, CURVE_COLUMNS),
+    ):
+        text = _csv_text(rows, columns)
+        write_text_atomic(root / name, text)
+        files[name] = {"rows": len(rows), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    write_json_atomic(root / TABLES_FILE, {"schema": TABLES_SCHEMA, "files": files})
 
 
 @contextlib.contextmanager

@@ -5,8 +5,10 @@ splittable (`worker`/`workers`: each worker starts on its own share, then helps 
 rest; claims keep any run from being trained twice at once), and parallel on one host
 (`jobs` > 1 starts pinned single-threaded child workers, see experiments.jobs). Runs are
 taken longest first so parallel workers finish together. A run that raises a ConfigError
-is recorded as failed and the sweep goes on; a diverged run is recorded by lab and not
-retried unless asked.
+(a damaged config.json included) is recorded as failed and the sweep goes on; the sweep
+then exits 1 naming its failed runs. A diverged run is recorded by lab and not retried
+unless asked (a diverged run is a data point, exit 0). A grid the planner dropped entirely
+is refused (exit 2) with the reasons.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import dataclasses
 import socket
 import sys
 import time
-from typing import Any
 
 from experiments import sweep_dir
 from experiments.claims import ClaimStore
@@ -24,10 +25,10 @@ from experiments.grid import Grid, GridPoint
 from experiments.options import RunnerOptions
 from experiments.results import rebuild_tables, update_tables
 from experiments.staging import local_run_dir
-from experiments.sweep_file import SweepSpec
+from experiments.sweep_file import SweepError, SweepSpec
 from lab.errors import ConfigError
-
-FINISHED = ("done", "diverged", "failed")
+from lab.exit_codes import EXIT_FAILED
+from lab.run_status import FINISHED, RunStatus
 
 
 @dataclasses.dataclass
@@ -37,6 +38,40 @@ class WorkerReport:
     failed: list[str] = dataclasses.field(default_factory=list)
     diverged: list[str] = dataclasses.field(default_factory=list)
     exit_code: int = 0
+    failures: dict[str, str] = dataclasses.field(default_factory=dict)  # the sweep's, all workers
+
+
+def sweep_failures(out: str) -> dict[str, str]:
+    """Every failed run of the sweep in `out` (this worker's or not) and its message."""
+    failures = {}
+    for point in sweep_dir.read_plan(out)["points"]:
+        run_id = point["run_id"]
+        if sweep_dir.run_state(out, run_id) == RunStatus.FAILED:
+            failures[run_id] = sweep_dir.failure_message(out, run_id)
+    return failures
+
+
+def _conclude(out: str, report: WorkerReport) -> WorkerReport:
+    """Exit 1 if any run of the sweep failed (named in `failures`), else the report's code."""
+    report.failures = sweep_failures(out)
+    if report.failures:
+        report.exit_code = EXIT_FAILED
+    return report
+
+
+def _check_grid(grid: Grid) -> None:
+    """A sweep whose every point the planner dropped would train nothing and exit 0."""
+    if grid.points:
+        return
+    reasons: dict[str, int] = {}
+    for dropped in grid.dropped:
+        reasons[dropped.reason] = reasons.get(dropped.reason, 0) + 1
+    listed = "; ".join(f"{reason} ({n}x)" for reason, n in list(reasons.items())[:5])
+    raise SweepError(
+        f"the planner dropped every grid point ({len(grid.dropped)}), nothing to train: "
+        f"{listed or 'no points at all'}. See `scaling-lab sweep plan FILE`; change the "
+        "budgets or the size ladder"
+    )
 
 
 def prepare(sweep_path: str, out: str, *, check_memory: bool = True) -> tuple[SweepSpec, Grid]:
@@ -56,6 +91,7 @@ def run_sweep(sweep_path: str, out: str, options: RunnerOptions) -> WorkerReport
     # A parent of child jobs never starts JAX (the memory check would): children fork cleanly
     # and, on a GPU host, the parent holds no device memory. Each child checks memory itself.
     spec, grid = prepare(sweep_path, out, check_memory=options.jobs == 1)
+    _check_grid(grid)
     stages = 1 if spec.tuning is None else 2
     options = dataclasses.replace(
         options, jobs=max(1, min(options.jobs, stages * len(grid.points)))
@@ -65,12 +101,12 @@ def run_sweep(sweep_path: str, out: str, options: RunnerOptions) -> WorkerReport
 
         code = run_jobs(out, options)
         rebuild_tables(out)
-        return WorkerReport(exit_code=code)
+        return _conclude(out, WorkerReport(exit_code=code))
     report = WorkerReport()
     if spec.tuning is not None:
         grid, tuning = run_tuning_stage(out, spec, grid, options, report)
         if grid is None:  # --no-wait and others still tune: nothing of the main stage yet
-            return report
+            return _conclude(out, report)
     main = worker_loop(out, spec, grid, options)
     report.trained += main.trained
     report.failed += main.failed
@@ -78,7 +114,7 @@ def run_sweep(sweep_path: str, out: str, options: RunnerOptions) -> WorkerReport
     report.skipped += main.skipped
     if _all_finished(out, grid) and (spec.tuning is None or _all_finished(out, tuning)):
         rebuild_tables(out)
-    return report
+    return _conclude(out, report)
 
 
 def run_tuning_stage(
@@ -201,8 +237,8 @@ def _broadcast(choice: int) -> int:
 def _is_finished(out: str, point: GridPoint, options: RunnerOptions, since: float) -> bool:
     """Finished, unless a retry flag asks again for a run that ended before `since`."""
     state = sweep_dir.run_state(out, point.run_id)
-    retry = (state == "diverged" and options.retry_diverged) or (
-        state == "failed" and options.retry_failed
+    retry = (state == RunStatus.DIVERGED and options.retry_diverged) or (
+        state == RunStatus.FAILED and options.retry_failed
     )
     if retry and sweep_dir.finished_at(out, point.run_id) < since:
         return False
@@ -226,9 +262,9 @@ def _run_one(
 
     if leader:
         state = sweep_dir.run_state(out, point.run_id)
-        if state == "diverged":
+        if state == RunStatus.DIVERGED:
             sweep_dir.move_aside(out, point.run_id)
-        if state == "failed":
+        if state == RunStatus.FAILED:
             sweep_dir.clear_failure(out, point.run_id)
         sweep_dir.write_point(out, point, spec.flop_convention)
     try:
@@ -245,7 +281,7 @@ def _run_one(
         report.failed.append(point.run_id)
         return
     report.trained.append(point.run_id)
-    if result["status"] == "diverged":
+    if result["status"] == RunStatus.DIVERGED:
         report.diverged.append(point.run_id)
 
 
@@ -267,15 +303,13 @@ def _announce(out: str, grid: Grid, point: GridPoint, worker: str) -> None:
     )
 
 
-def _describe(out: str, point: GridPoint, state: str) -> str:
-    from lab.runtime.atomic_io import read_json
-
-    path = sweep_dir.run_path(out, point.run_id)
-    if state == "failed":
-        message: Any = read_json(path / "failure.json")["message"]
-        return f"FAILED: {message}"
-    result = read_json(path / "result.json")
-    if state == "diverged":
+def _describe(out: str, point: GridPoint, state: RunStatus) -> str:
+    if state == RunStatus.FAILED:
+        return f"FAILED: {sweep_dir.failure_message(out, point.run_id)}"
+    if state not in FINISHED:
+        return f"{state.upper()}: no readable result"
+    result = sweep_dir.read_result(out, point.run_id)
+    if state == RunStatus.DIVERGED:
         return f"DIVERGED: {result['divergence']['reason']}"
     seconds = result.get("timing", {}).get("total_s", 0.0)
     return f"loss {result['loss']:.4f} ({point.steps} steps, {seconds:.1f} s)"

@@ -16,7 +16,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from experiments import sweep_dir
 from experiments.results import RESULTS_FILE, read_csv
+from lab.run_status import RunStatus
 from lab.runtime.atomic_io import as_path, write_json_atomic
 from lab.sampling import SamplingConfig
 
@@ -35,7 +37,9 @@ def pick_runs(rows: list[dict[str, str]]) -> list[tuple[float, str, dict[str, st
     done = [
         r
         for r in rows
-        if r.get("status") == "done" and r.get("loss") and r.get("tuning", "False") != "True"
+        if r.get("status") == RunStatus.DONE
+        and r.get("loss")
+        and r.get("tuning", "False") != "True"
     ]
     picks = []
     for budget in sorted({float(r["budget"]) for r in done}):
@@ -64,7 +68,9 @@ def write_samples(
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Generate the samples of sweep DIR `root` and write DIR/samples.json; the entries."""
-    from lab.completion import SampleError, checkpoint_steps, complete, load_run
+    from lab import run_dir
+    from lab.checkpoint import checkpoint_steps
+    from lab.completion import SampleError, complete, load_run
 
     root_path = as_path(root)
     rows = read_csv(root_path / RESULTS_FILE)
@@ -78,11 +84,11 @@ def write_samples(
     skipped: set[str] = set()
     for budget, role, row in pick_runs(rows):
         run_id = row["run_id"]
-        run_path = root_path / "runs" / run_id
+        run_path = sweep_dir.run_path(root, run_id)
         if run_id in skipped:
             continue
         if run_id not in texts:
-            if not checkpoint_steps(str(run_path)):
+            if not checkpoint_steps(run_dir.checkpoint_dir(run_path)):
                 log(f"samples: skipped {run_id} ({role} at {budget:.3g}): no checkpoint")
                 skipped.add(run_id)
                 continue

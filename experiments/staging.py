@@ -16,9 +16,10 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from lab.run_dir import RESULT_FILE
 from lab.runtime.atomic_io import as_path, is_remote
 
-LAST = ("result.json",)
+LAST = (RESULT_FILE,)
 
 
 def staging_root() -> Path:

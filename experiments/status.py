@@ -12,8 +12,9 @@ from typing import Any
 
 from experiments import sweep_dir
 from experiments.claims import ClaimStore
-from experiments.results import RESULT_FILE
-from lab.runtime.atomic_io import read_json
+from lab.run_status import FINISHED, RunStatus
+
+STATUS_SCHEMA_VERSION = 1  # of `sweep status --json`: bump when a key changes meaning
 
 
 def format_duration(seconds: float | None) -> str:
@@ -31,7 +32,9 @@ def sweep_progress(root: str | os.PathLike) -> dict[str, Any]:
     """Counts, FLOPs (sweep convention) and ETA of the sweep in `root`."""
     plan = sweep_dir.read_plan(root)
     claims = ClaimStore(root, "status").live_claims()
-    counts = {"done": 0, "diverged": 0, "failed": 0, "running": 0, "left": 0}
+    counts: dict[str, int] = {status: 0 for status in sorted(FINISHED)}
+    counts.update(running=0, left=0)
+    damaged: list[str] = []
     flops_total = flops_done = 0.0
     rate_flops = rate_seconds = 0.0
     running: list[dict[str, Any]] = []
@@ -39,11 +42,13 @@ def sweep_progress(root: str | os.PathLike) -> dict[str, Any]:
         run_id, cost = point["run_id"], float(point["budget_spent"])
         flops_total += cost
         state = sweep_dir.run_state(root, run_id)
-        if state in ("done", "diverged", "failed"):
+        if state == RunStatus.DAMAGED:
+            damaged.append(run_id)  # unfinished: counted as running or left below
+        if state in FINISHED:
             counts[state] += 1
             flops_done += cost
-            if state == "done":
-                result = read_json(sweep_dir.run_path(root, run_id) / RESULT_FILE)
+            if state == RunStatus.DONE:
+                result = sweep_dir.read_result(root, run_id)
                 rate_flops += cost
                 rate_seconds += float(result.get("timing", {}).get("total_s", 0.0))
         elif run_id in claims:
@@ -59,9 +64,12 @@ def sweep_progress(root: str | os.PathLike) -> dict[str, Any]:
     rate = rate_flops / rate_seconds if rate_seconds > 0 else None
     concurrency = max(1, counts["running"])
     eta = (flops_total - flops_done) / (rate * concurrency) if rate else None
-    finished = counts["done"] + counts["diverged"] + counts["failed"]
+    finished = sum(counts[status] for status in FINISHED)
     return {
+        "schema_version": STATUS_SCHEMA_VERSION,
+        "dir": str(root),
         **counts,
+        "damaged": damaged,
         "total": len(plan["points"]),
         "finished": finished,
         "dropped": len(plan["dropped"]),
@@ -91,4 +99,9 @@ def format_status(root: str | os.PathLike) -> str:
     ]
     for run in p["running_runs"]:
         lines.append(f"  running {run['run_id']} on {run['worker']}: {run['fraction']:.0%}")
+    for run_id in p["damaged"]:
+        lines.append(
+            f"  damaged {run_id}: its result.json cannot be read; unfinished, and "
+            "`sweep run` trains it again"
+        )
     return "\n".join(lines)

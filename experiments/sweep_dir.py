@@ -8,7 +8,9 @@
     DIR/results.csv, curves.csv the tables (experiments.results)
 
 A run is done when `result.json` exists (lab writes it last, atomically), failed when the
-runner wrote `failure.json`; anything else is left (or running, if claimed).
+runner wrote `failure.json`, damaged when its `result.json` cannot be read (unfinished: the
+sweep trains it again); anything else is left (or running, if claimed). The run directory's
+own files are `lab.run_dir`'s: this module asks it for their paths and records.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from experiments.grid import Grid, GridPoint
-from experiments.results import FAILURE_FILE, POINT_FILE, RESULT_FILE
 from experiments.sweep_file import SweepError, SweepSpec, load_sweep, parse_sweep
+from lab import run_dir
+from lab.run_status import RunStatus
 from lab.runtime.atomic_io import (
     as_path,
     is_remote,
@@ -34,6 +37,9 @@ from lab.runtime.atomic_io import (
 
 SWEEP_FILE = "sweep.toml"
 PLAN_FILE = "plan.json"
+RUNS_DIR = "runs"
+POINT_FILE = "sweep_point.json"  # in each run dir: the grid point (budget, seed, ...)
+FAILURE_FILE = "failure.json"  # in a failed run's dir: what it raised
 
 
 def adopt_sweep_file(root: str | os.PathLike, sweep_path: str | os.PathLike) -> SweepSpec:
@@ -100,19 +106,34 @@ def read_plan(root: str | os.PathLike) -> dict[str, Any]:
     return read_json(path)
 
 
+def runs_root(root: str | os.PathLike):
+    return as_path(root) / RUNS_DIR
+
+
 def run_path(root: str | os.PathLike, run_id: str):
-    return as_path(root) / "runs" / run_id
+    return runs_root(root) / run_id
 
 
-def run_state(root: str | os.PathLike, run_id: str) -> str:
-    """'done', 'diverged', 'failed', 'started' (has a run dir) or 'new'."""
+def run_state(root: str | os.PathLike, run_id: str) -> RunStatus:
+    """done / diverged / damaged (from result.json), failed (failure.json), started or new."""
     path = run_path(root, run_id)
-    result = path / RESULT_FILE
-    if result.exists():
-        return str(read_json(result).get("status", "done"))
-    if (path / FAILURE_FILE).exists():
-        return "failed"
-    return "started" if (path / "config.json").exists() else "new"
+    state = run_dir.read_status(path)
+    if state in (RunStatus.STARTED, RunStatus.NEW) and (path / FAILURE_FILE).exists():
+        return RunStatus.FAILED
+    return state
+
+
+def read_result(root: str | os.PathLike, run_id: str) -> dict[str, Any] | None:
+    """runs/<run_id>/result.json, through its owner (DamagedRunError if unreadable)."""
+    return run_dir.read_result(run_path(root, run_id))
+
+
+def damaged_runs(root: str | os.PathLike) -> list[str]:
+    """Run ids whose result.json cannot be read: named by `sweep status` and `sweep table`."""
+    runs = runs_root(root)
+    if not runs.exists():
+        return []
+    return sorted(p.name for p in runs.iterdir() if run_dir.read_status(p) == RunStatus.DAMAGED)
 
 
 def write_point(root: str | os.PathLike, point: GridPoint, convention: str) -> None:
@@ -126,11 +147,16 @@ def write_failure(root: str | os.PathLike, run_id: str, message: str, host: str)
     write_json_atomic(run_path(root, run_id) / FAILURE_FILE, record)
 
 
+def failure_message(root: str | os.PathLike, run_id: str) -> str:
+    """What a failed run raised (its failure.json)."""
+    return str(read_json(run_path(root, run_id) / FAILURE_FILE).get("message", "unknown"))
+
+
 def finished_at(root: str | os.PathLike, run_id: str) -> float:
     """When a finished run ended (UNIX time; 0 if unknown): result provenance or failure."""
     path = run_path(root, run_id)
-    if (path / RESULT_FILE).exists():
-        stamp = read_json(path / RESULT_FILE).get("provenance", {}).get("finished_at")
+    if run_dir.read_status(path) in (RunStatus.DONE, RunStatus.DIVERGED):
+        stamp = run_dir.read_result(path).get("provenance", {}).get("finished_at")
         return datetime.datetime.fromisoformat(stamp).timestamp() if stamp else 0.0
     if (path / FAILURE_FILE).exists():
         return float(read_json(path / FAILURE_FILE).get("failed_at", 0.0))
@@ -161,7 +187,7 @@ def move_aside(root: str | os.PathLike, run_id: str) -> Path:
 
 def last_metrics_step(root: str | os.PathLike, run_id: str) -> int:
     """Steps logged so far by a running run (tail of metrics.jsonl; 0 if none)."""
-    path = run_path(root, run_id) / "metrics.jsonl"
+    path = run_dir.metrics_path(run_path(root, run_id))
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)

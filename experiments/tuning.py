@@ -17,11 +17,13 @@ import warnings
 from typing import Any
 
 from analysis.lr_tuning import LrLaw, LrTuningError, fit_lr_law, picks_by_size
+from experiments import sweep_dir
 from experiments.grid import Grid, GridPoint, batch_for, format_number, run_config_for
 from experiments.sweep_file import SweepSpec
 from experiments.tuning_spec import TuningSpec, TuningSpecError
 from lab.config import ModelConfig
 from lab.run_config import ScalingRule
+from lab.run_status import RunStatus
 from lab.runtime.atomic_io import as_path, read_json, write_json_atomic
 
 LAW_FILE = "lr_law.json"
@@ -96,17 +98,14 @@ def law_from_results(out: str | os.PathLike, points: list[GridPoint]) -> LrLaw:
     """Pick each size's LR from the finished tuning runs and fit LR_opt(N)."""
     sizes, lrs, losses = [], [], []
     for point in points:
-        path = as_path(out) / "runs" / point.run_id / "result.json"
-        if not path.exists():
+        if sweep_dir.read_result(out, point.run_id) is None:
             raise TuningSpecError(
                 f"tuning run {point.run_id} has no result (failed?); fix it and re-run with "
                 "--retry-failed, or remove that size from [tuning] sizes"
             )
-        result = read_json(path)
-        loss = result.get("loss") if result.get("status") == "done" else None
         sizes.append(point.N)
         lrs.append(point.config.peak_lr)
-        losses.append(float("nan") if loss is None else float(loss))
+        losses.append(_loss(out, point))
     try:
         picks = picks_by_size(sizes, lrs, losses)
         for n, pick in picks.items():
@@ -144,9 +143,11 @@ def resolve_law(out: str | os.PathLike, points: list[GridPoint]) -> LrLaw:
 
 
 def _loss(out: str | os.PathLike, point: GridPoint) -> float:
-    result = read_json(as_path(out) / "runs" / point.run_id / "result.json")
+    """The final loss of a finished tuning run; NaN if it diverged (or has no loss)."""
+    result = sweep_dir.read_result(out, point.run_id) or {}
     loss = result.get("loss")
-    return float(loss) if result.get("status") == "done" and loss is not None else float("nan")
+    done = result.get("status") == RunStatus.DONE
+    return float(loss) if done and loss is not None else float("nan")
 
 
 def apply_law(grid: Grid, law: LrLaw) -> Grid:

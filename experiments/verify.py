@@ -6,17 +6,24 @@ must match bitwise (tolerance 0). Other XLA flags (a sweep's jobs run with singl
 flags) reorder float sums: tolerance 1e-4, with a note saying which flags to set for a bitwise
 check. Elsewhere XLA may fuse and reduce in another order, so the default tolerance is
 0.01 nats, well under the ~0.03-nat seed noise of a small run.
+
+A run whose `config.json` no longer hashes to the `config_hash` its result recorded (the
+file was edited after the run) is not re-run: it fails with that reason, since the re-run
+would test another config than the one that produced the recorded loss.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 import socket
 
 from experiments import sweep_dir
-from lab.runtime.atomic_io import as_path, read_json
+from lab import run_dir
+from lab.run_status import RunStatus
+from lab.runtime.atomic_io import as_path
 
 CROSS_MACHINE_TOLERANCE = 1e-2
 CROSS_FLAGS_TOLERANCE = 1e-4  # same machine, other XLA_FLAGS: ~1e-6 differences seen
@@ -30,6 +37,7 @@ class Verification:
     max_curve_diff: float
     tolerance: float
     note: str = ""
+    config_changed: bool = False  # config.json edited since the run: nothing was re-run
 
     @property
     def diff(self) -> float:
@@ -37,13 +45,17 @@ class Verification:
 
     @property
     def ok(self) -> bool:
-        return self.diff <= self.tolerance
+        return not self.config_changed and self.diff <= self.tolerance
 
 
 def pick_runs(root: str | os.PathLike, k: int) -> list[str]:
     """k finished runs spread evenly over the sweep's run order (cheapest first on ties)."""
     plan = sweep_dir.read_plan(root)
-    done = [p["run_id"] for p in plan["points"] if sweep_dir.run_state(root, p["run_id"]) == "done"]
+    done = [
+        p["run_id"]
+        for p in plan["points"]
+        if sweep_dir.run_state(root, p["run_id"]) == RunStatus.DONE
+    ]
     if k >= len(done):
         return done
     step = len(done) / k
@@ -53,12 +65,24 @@ def pick_runs(root: str | os.PathLike, k: int) -> list[str]:
 def verify_run(
     root: str | os.PathLike, run_id: str, tolerance: float | None = None
 ) -> Verification:
-    from lab.run_config import RunConfig
     from lab.train import train
 
     path = sweep_dir.run_path(root, run_id)
-    recorded = read_json(path / "result.json")
-    config = RunConfig.from_dict(read_json(path / "config.json"))
+    recorded = run_dir.read_result(path) or {}
+    config = run_dir.read_config(path)
+    recorded_hash = recorded.get("provenance", {}).get("config_hash")
+    if recorded_hash is not None and config.config_hash() != recorded_hash:
+        return Verification(
+            run_id,
+            float(recorded["loss"]),
+            math.nan,
+            math.nan,
+            0.0,
+            f"{run_dir.config_path(path)} no longer matches the config its result was trained "
+            f"with (hash {config.config_hash()}, the result records {recorded_hash}): it was "
+            "edited after the run; not re-run",
+            config_changed=True,
+        )
     target = as_path(root) / "verify" / run_id
     shutil.rmtree(target, ignore_errors=True)
     rerun = train(config, target, progress=False)
@@ -91,7 +115,15 @@ def format_verification(results: list[Verification]) -> str:
     for v in results:
         lines.append(
             f"{v.run_id:<36} {v.recorded:>10.6f} {v.rerun:>10.6f} {v.diff:>10.3g} "
-            f"{v.max_curve_diff:>10.3g}  {'yes' if v.ok else f'NO (tolerance {v.tolerance:g})'}"
+            f"{v.max_curve_diff:>10.3g}  {_verdict(v)}"
         )
     lines += [f"note: {v.run_id}: {v.note}" for v in results if v.note]
     return "\n".join(lines)
+
+
+def _verdict(v: Verification) -> str:
+    if v.ok:
+        return "yes"
+    if v.config_changed:
+        return "NO (config.json edited since the run; see the note)"
+    return f"NO (tolerance {v.tolerance:g})"

@@ -3,7 +3,8 @@
 One checkpoint = the sharded `TrainState` (`ocp.args.StandardSave`) and a JSON item with the
 data stream's position, the RNG and the counters (`ocp.args.JsonSave`). Saves are async
 (the device keeps training while orbax writes); orbax commits a step atomically, so a run
-killed mid-save restarts from the previous complete checkpoint.
+killed mid-save restarts from the previous complete checkpoint. The one owner of orbax in the
+lab: training saves and restores here, sampling restores the parameters alone here.
 """
 
 from __future__ import annotations
@@ -15,8 +16,46 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from lab.runtime.disk import quiet_no_space_noise
+
 # orbax logs every save at INFO through absl; a sweep of hundreds of runs does not need that.
 logging.getLogger("absl").setLevel(logging.WARNING)
+# A full disk: train raises one DiskFullError; orbax's threads would print it per shard.
+quiet_no_space_noise("absl", "asyncio")
+
+
+def checkpoint_steps(directory: str | Path) -> list[int]:
+    """Steps of the complete checkpoints in `directory` (orbax's committed step folders; a
+    save in progress is a `<step>.orbax-checkpoint-tmp` folder and is not listed)."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir())
+
+
+def restore_params(directory: str | Path, step: int, params_like: Any) -> Any:
+    """Only the `params` of the TrainState saved at `step` (a partial restore: no optimizer
+    state is read), onto the shardings of `params_like` (jax.ShapeDtypeStructs)."""
+    item = {"params": params_like}
+    manager = ocp.CheckpointManager(
+        Path(directory).absolute(),
+        item_handlers={"state": ocp.PyTreeCheckpointHandler()},
+        options=ocp.CheckpointManagerOptions(create=False),
+    )
+    try:
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(
+                    item,
+                    restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+                    partial_restore=True,
+                )
+            ),
+        )
+    finally:
+        manager.close()
+    return restored["state"]["params"]
 
 
 class RunCheckpoints:
@@ -29,6 +68,7 @@ class RunCheckpoints:
             create=True,
         )
         self.manager = ocp.CheckpointManager(Path(directory).absolute(), options=options)
+        self._closed = False
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -61,5 +101,17 @@ class RunCheckpoints:
         self.manager.wait_until_finished()
 
     def close(self) -> None:
+        """Wait for the async save in flight, then release the manager (once)."""
+        if self._closed:
+            return
         self.manager.wait_until_finished()
         self.manager.close()
+        self._closed = True
+
+    def close_after_error(self) -> None:
+        """Close on the way out of a failed run: a save the failure broke may raise again,
+        and must not hide the failure itself (orbax leaves it uncommitted: resume ignores it)."""
+        try:
+            self.close()
+        except Exception:
+            self._closed = True

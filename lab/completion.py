@@ -13,7 +13,6 @@ therefore asks for the start of a new document. JAX loads only inside the functi
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,27 +40,14 @@ class LoadedRun:
     step: int
 
 
-def checkpoint_steps(run_dir: str | Path) -> list[int]:
-    """Steps of the complete checkpoints in RUN_DIR/checkpoints (orbax step folders)."""
-    folder = Path(run_dir) / "checkpoints"
-    if not folder.is_dir():
-        return []
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir())
-
-
 def load_run(run_dir: str | Path, step: int | None = None, mesh: Any = None) -> LoadedRun:
     """Restore the parameters of RUN_DIR's latest checkpoint (or `step`) and its tokenizer."""
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise SampleError(
-            f"{run_dir} is not a run directory (no config.json); give the directory that "
-            "`scaling-lab train --out` or a sweep (DIR/runs/<run_id>) wrote"
-        )
-    from lab.run_config import RunConfig
+    from lab import run_dir as run_files
+    from lab.checkpoint import checkpoint_steps
 
-    config = RunConfig.from_dict(json.loads(config_path.read_text()))
-    steps = checkpoint_steps(run_dir)
+    run_dir = Path(run_dir)
+    config = run_files.read_config(run_dir)
+    steps = checkpoint_steps(run_files.checkpoint_dir(run_dir))
     if not steps:
         raise SampleError(
             f"{run_dir} has no checkpoint to sample from (finished runs drop their weights "
@@ -77,42 +63,24 @@ def load_run(run_dir: str | Path, step: int | None = None, mesh: Any = None) -> 
 
     tokenizer = load_corpus(config.data).tokenizer
     mesh = make_mesh(config.mesh if mesh is None else mesh)
-    params = _restore_params(run_dir / "checkpoints", step, config.model, mesh)
+    params = _restore_params(run_files.checkpoint_dir(run_dir), step, config.model, mesh)
     return LoadedRun(run_dir, config, params, tokenizer, mesh, step)
 
 
 def _restore_params(folder: Path, step: int, model: Any, mesh: Any) -> Any:
     """Only `params` of the saved TrainState, onto the training shardings (partial restore)."""
-    import orbax.checkpoint as ocp
-
+    from lab.checkpoint import restore_params
     from lab.sharding import sharded_abstract_params
 
-    item = {"params": sharded_abstract_params(model, mesh)}
-    manager = ocp.CheckpointManager(
-        folder.absolute(),
-        item_handlers={"state": ocp.PyTreeCheckpointHandler()},
-        options=ocp.CheckpointManagerOptions(create=False),
-    )
+    params_like = sharded_abstract_params(model, mesh)
     try:
-        restored = manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.PyTreeRestore(
-                    item,
-                    restore_args=ocp.checkpoint_utils.construct_restore_args(item),
-                    partial_restore=True,
-                )
-            ),
-        )
+        return restore_params(folder, step, params_like)
     except (ValueError, KeyError, FileNotFoundError) as error:
         raise SampleError(
             f"cannot restore the parameters of {folder}/{step} with the run's config "
             f"({type(error).__name__}: {str(error)[:300]}); was the checkpoint written by "
             "this config?"
         ) from None
-    finally:
-        manager.close()
-    return restored["state"]["params"]
 
 
 def prompt_ids(tokenizer: Any, text: str) -> np.ndarray:

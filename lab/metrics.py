@@ -2,7 +2,9 @@
 
 Lines are appended and flushed as they come; on resume the file is cut back to the restored
 checkpoint's step, so `metrics.jsonl` of a resumed run equals that of an uninterrupted one
-(wall-clock fields aside).
+(wall-clock fields aside). A line that is not JSON (torn by a kill or a full disk, or
+garbage) is skipped, not taken as the end of the file: every readable line up to the
+checkpoint is kept, and the repair is reported with a warning.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +32,43 @@ class JsonlLog:
         if not self.writer:
             return
         self._handle.close()
-        kept = [line for line in self.read() if line["step"] <= step]
+        lines, unreadable = self._parse()
+        kept = [line for line in lines if line["step"] <= step]
+        if unreadable:
+            steps = {line["step"] for line in kept}
+            missing = sorted(set(range(min(steps, default=1), step + 1)) - steps)
+            warnings.warn(
+                f"{self.path}: skipped {len(unreadable)} unreadable line(s) (line "
+                f"{', '.join(map(str, unreadable[:5]))}); repaired to step {step}, the "
+                "checkpoint it resumes from"
+                + (f"; steps {_ranges(missing)} had no readable line" if missing else ""),
+                stacklevel=2,
+            )
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(line) + "\n" for line in kept))
         os.replace(tmp, self.path)
         self._handle = self.path.open("a")
 
     def read(self) -> list[dict[str, Any]]:
+        """Every readable line, in order (unreadable ones skipped)."""
+        return self._parse()[0]
+
+    def _parse(self) -> tuple[list[dict[str, Any]], list[int]]:
+        """(records, 1-based numbers of the unreadable lines before the last one)."""
         if not self.path.exists():
-            return []
-        lines = []
-        for raw in self.path.read_text().splitlines():
+            return [], []
+        raw_lines = self.path.read_bytes().decode(errors="replace").splitlines()
+        records, unreadable = [], []
+        for number, raw in enumerate(raw_lines, start=1):
             try:
-                lines.append(json.loads(raw))
+                record = json.loads(raw)
             except json.JSONDecodeError:
-                break  # a line torn by a kill: everything before it is intact
-        return lines
+                record = None
+            if isinstance(record, dict) and isinstance(record.get("step"), int):
+                records.append(record)
+            elif number < len(raw_lines) and raw.strip():
+                unreadable.append(number)  # the last line torn by a kill is expected
+        return records, unreadable
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.writer:
@@ -55,6 +79,17 @@ class JsonlLog:
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()
+
+
+def _ranges(steps: list[int]) -> str:
+    """[3, 4, 5, 9] -> '3-5, 9'."""
+    parts: list[str] = []
+    for step in steps:
+        if parts and parts[-1][1] == step - 1:
+            parts[-1] = (parts[-1][0], step)
+        else:
+            parts.append((step, step))
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in parts)
 
 
 def show_progress() -> bool:

@@ -18,6 +18,8 @@ from typing import Any, Self
 
 from lab.config import MeshConfig, ModelConfig, OptimizerConfig
 from lab.data import DataConfig
+from lab.data.config import tokenizer_vocab
+from lab.data.tokenizers import ByteTokenizer
 from lab.errors import ConfigError
 
 
@@ -161,10 +163,10 @@ class RunConfig:
             raise ConfigError(f"unknown run config key(s) {unknown}; valid keys: {sorted(known)}")
         if "model" not in data or "num_tokens" not in data:
             raise ConfigError("a run config needs a [model] table and num_tokens (D)")
-        data["model"] = _model_from(data["model"])
         data["optimizer"] = OptimizerConfig.from_dict(data.get("optimizer", {}))
         data["mesh"] = MeshConfig.from_dict(data.get("mesh", {}))
         data["data"] = DataConfig.from_dict(data.get("data", {}))
+        data["model"] = _model_from(_with_tokenizer_vocab(data["model"], data["data"]))
         for rule in ("lr_rule", "batch_rule"):
             if data.get(rule) is not None and not isinstance(data[rule], ScalingRule):
                 data[rule] = ScalingRule(**data[rule])
@@ -179,12 +181,28 @@ class RunConfig:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def _with_tokenizer_vocab(table: Any, data: DataConfig) -> Any:
+    """A [model] table without vocab_size gets the tokenizer's, when ModelConfig's default
+    is too small for it (the byte tokenizer's 259 ids, a SentencePiece vocabulary), so
+    `[model] params = 3e5` alone trains. Configs that trained before keep their hash."""
+    if not isinstance(table, Mapping) or "vocab_size" in table or data.corpus == "synthetic":
+        return table
+    requested = tokenizer_vocab(data.tokenizer)
+    needed = ByteTokenizer.vocab_size if requested is None else requested
+    default = ModelConfig.__dataclass_fields__["vocab_size"].default
+    return {**table, "vocab_size": needed} if needed > default else table
+
+
 def _model_from(table: Mapping[str, Any] | ModelConfig) -> ModelConfig:
     """A [model] table: explicit shape, or `params = 3e5` (shape rule), or `preset = "1m"`."""
     if isinstance(table, ModelConfig):
         return table
     table = dict(table)
     from lab import presets
+
+    rest = {k: v for k, v in table.items() if k not in ("preset", "params")}
+    if set(rest) - {f.name for f in dataclasses.fields(ModelConfig)}:
+        ModelConfig.from_dict(rest)  # raises its "unknown ModelConfig key(s)" error
 
     if "preset" in table:
         base = presets.preset(table.pop("preset")).to_dict()

@@ -1,31 +1,120 @@
-"""The run directory: `config.json`, `metrics.jsonl`, `evals.jsonl`, `checkpoints/`, `result.json`.
+"""The run directory, its one owner: `config.json`, `metrics.jsonl`, `evals.jsonl`,
+`checkpoints/`, `result.json`. Every other module asks here for these paths and records.
 
 A directory belongs to one config (by hash): re-running the same config resumes it, a
 different config is refused instead of silently mixing two runs. `result.json` is written
-last and atomically, so its presence means the run is finished.
+last and atomically, so its presence means the run is finished; one that cannot be read (a
+copy cut short, a disk that filled) marks the run `damaged`: unfinished, trained again.
+Paths may be local or `gs://` (etils.epath), as the sweep's run directories are.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 from lab.errors import ConfigError
 from lab.run_config import RunConfig
-from lab.runtime.atomic_io import read_json, write_json_atomic
+from lab.run_status import RunStatus
+from lab.runtime.atomic_io import as_path, read_json, write_json_atomic
 
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+EVALS_FILE = "evals.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+
+PathLike = str | os.PathLike
+
+
+class DamagedRunError(ConfigError):
+    """A run directory's record (config.json, result.json) is not valid JSON or not a config."""
+
+
+def result_path(run: PathLike):
+    return as_path(run) / RESULT_FILE
+
+
+def config_path(run: PathLike):
+    return as_path(run) / CONFIG_FILE
+
+
+def metrics_path(run: PathLike):
+    return as_path(run) / METRICS_FILE
+
+
+def evals_path(run: PathLike):
+    return as_path(run) / EVALS_FILE
+
+
+def checkpoint_dir(run: PathLike):
+    return as_path(run) / CHECKPOINT_DIR
+
+
+def is_run_dir(run: PathLike) -> bool:
+    return config_path(run).exists()
+
+
+def read_result(run: PathLike) -> dict[str, Any] | None:
+    """The finished run's record; None if there is none; DamagedRunError if unreadable."""
+    path = result_path(run)
+    if not path.exists():
+        return None
+    return _read_record(path, "a run's result")
+
+
+def read_config(run: PathLike) -> RunConfig:
+    """The config the run directory was created for (DamagedRunError if unreadable)."""
+    path = config_path(run)
+    if not path.exists():
+        raise ConfigError(
+            f"{as_path(run)} is not a run directory (no {CONFIG_FILE}); give the directory "
+            "that `scaling-lab train --out` or a sweep (DIR/runs/<run_id>) wrote"
+        )
+    record = _read_record(path, "a run config")
+    try:
+        return RunConfig.from_dict(record)
+    except (ConfigError, TypeError) as error:
+        raise DamagedRunError(f"{path} is not a valid run config ({error})") from None
+
+
+def read_status(run: PathLike) -> RunStatus:
+    """done / diverged (result.json), damaged (unreadable result), started or new."""
+    try:
+        result = read_result(run)
+    except DamagedRunError:
+        return RunStatus.DAMAGED
+    if result is not None:
+        return RunStatus(result.get("status", RunStatus.DONE))
+    return RunStatus.STARTED if is_run_dir(run) else RunStatus.NEW
+
+
+def _read_record(path, what: str) -> dict[str, Any]:
+    try:
+        record = read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DamagedRunError(
+            f"{path} is damaged (not valid JSON: {error}); it should hold {what}"
+        ) from None
+    if not isinstance(record, dict):
+        raise DamagedRunError(f"{path} is damaged (a JSON {type(record).__name__}, not {what})")
+    return record
 
 
 def claim_run_dir(out: Path, config: RunConfig) -> dict[str, Any] | None:
     """Create or check `out` for `config`; the finished result if there is one."""
     out.mkdir(parents=True, exist_ok=True)
-    config_path = out / CONFIG_FILE
-    if config_path.exists():
-        recorded = RunConfig.from_dict(json.loads(config_path.read_text()))
+    if is_run_dir(out):
+        try:
+            recorded = read_config(out)
+        except DamagedRunError as error:
+            raise DamagedRunError(
+                f"{error}; delete {out} to train the run from the start"
+            ) from None
         if recorded.config_hash() != config.config_hash():
             raise ConfigError(
                 f"{out} holds a run of a different config (hash {recorded.config_hash()}, "
@@ -33,9 +122,12 @@ def claim_run_dir(out: Path, config: RunConfig) -> dict[str, Any] | None:
                 "to start over"
             )
     else:
-        write_json_atomic(config_path, config.to_dict())
-    result_path = out / RESULT_FILE
-    return read_json(result_path) if result_path.exists() else None
+        write_json_atomic(config_path(out), config.to_dict())
+    try:
+        return read_result(out)
+    except DamagedRunError as error:
+        warnings.warn(f"{error}; the run is treated as unfinished and trained again", stacklevel=2)
+        return None
 
 
 def build_result(
@@ -71,7 +163,7 @@ def build_result(
     curve = [{**point, **compute(point["tokens"])} for point in evals]
     final = curve[-1]["loss"] if curve and curve[-1]["step"] == config.num_steps else None
     return {
-        "status": "diverged" if divergence else "done",
+        "status": RunStatus.DIVERGED if divergence else RunStatus.DONE,
         "divergence": divergence,
         "loss": final,
         "N": n_total,
@@ -96,8 +188,8 @@ def build_result(
 
 
 def write_result(out: Path, result: dict[str, Any]) -> None:
-    write_json_atomic(out / RESULT_FILE, result)
+    write_json_atomic(result_path(out), result)
 
 
 def remove_checkpoints(out: Path) -> None:
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    shutil.rmtree(checkpoint_dir(out), ignore_errors=True)

@@ -6,10 +6,16 @@ be killed at any moment: the same call on the same directory resumes from the la
 checkpoint and ends bitwise where an uninterrupted run ends (same machine). Steps are
 grouped into chunks of up to `steps_per_call` (one jitted on-device loop); the chunking
 depends only on the current step, so a resumed run replays the exact same calls.
+
+`train` = `setup_run` (corpus, mesh, jitted functions, state restored from the last
+checkpoint, logs cut back to it) + `train_loop` (steps, evals, checkpoints, preemption) +
+`finish_run` (result.json). A full disk ends the run with a `DiskFullError` naming the path
+and the free space; the last complete checkpoint stays, and the same call resumes bitwise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import threading
@@ -19,6 +25,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from lab import run_dir, step_cache
 from lab.checkpoint import RunCheckpoints
@@ -28,9 +35,12 @@ from lab.memory import check_fits, estimate_memory
 from lab.metrics import JsonlLog, Progress, show_progress
 from lab.optim import make_optimizer, schedule_arrays
 from lab.run_config import RunConfig
+from lab.run_status import RunStatus
 from lab.runtime import compile_cache, provenance
 from lab.runtime.device_peak import device_peak_flops
-from lab.sharding import make_mesh
+from lab.runtime.disk import disk_errors
+from lab.sharding import batch_sharding, make_mesh
+from lab.step_meter import StepMeter
 
 
 class RunInterrupted(RuntimeError):
@@ -81,8 +91,54 @@ def train(
     finished = run_dir.claim_run_dir(out, config)
     if finished is not None:
         return finished
-    compile_cache.enable(compilation_cache)
+    run = setup_run(config, out, compilation_cache=compilation_cache)
+    setup_seconds = time.perf_counter() - started
+    show = show_progress() if progress is None else progress
+    with disk_errors(out):
+        try:
+            outcome = train_loop(run, progress=show)
+            return finish_run(run, outcome, setup_seconds, time.perf_counter() - started)
+        except BaseException:
+            run.checkpoints.close_after_error()  # no save left running into the next attempt
+            run.metrics.close()
+            run.evals.close()
+            raise
 
+
+@dataclasses.dataclass
+class Run:
+    """What the loop needs, built once by `setup_run`: state, jitted functions, data, files."""
+
+    config: RunConfig
+    out: Path
+    corpus: Any  # lab.data.Corpus
+    mesh: Mesh
+    stream: Any  # lab.data.TokenStream, at the restored position
+    eval_set: jax.Array  # [n, B, T+1] held-out batches, on device
+    functions: step_cache.RunFunctions
+    state: Any  # TrainState, initialised or restored
+    step: int  # steps done (restored from the checkpoint)
+    earlier_train_seconds: float  # step time of the processes before a resume
+    checkpoints: RunCheckpoints
+    metrics: JsonlLog
+    evals: JsonlLog
+    flops_per_step: float
+    peak: tuple[float, str]  # FLOP/s and where the number comes from
+    is_writer: bool  # process 0 writes the logs and the result
+
+
+@dataclasses.dataclass
+class LoopOutcome:
+    step: int
+    divergence: dict[str, Any] | None
+    meter: StepMeter
+    eval_times: list[float]
+    checkpoint_seconds: float
+
+
+def setup_run(config: RunConfig, out: Path, *, compilation_cache: str | None) -> Run:
+    """Check the config against the corpus and devices, build or restore the run's state."""
+    compile_cache.enable(compilation_cache)
     corpus = load_corpus(config.data)
     if corpus.tokenizer.vocab_size > config.model.vocab_size:
         raise ConfigError(
@@ -90,6 +146,7 @@ def train(
             f"{corpus.tokenizer.vocab_size} ids; set model.vocab_size = {corpus.tokenizer.vocab_size}"
         )
     mesh = make_mesh(config.mesh)
+    _check_batch_divides(config, mesh)
     check_fits(estimate_memory(config.model, config.mesh, config.train_batch_size))
 
     process, processes = jax.process_index(), jax.process_count()
@@ -105,44 +162,61 @@ def train(
         ctx=config.model.ctx, batch_size=config.eval_batch_size, num_batches=config.eval_batches
     )
     eval_set = global_batch_stack(_local_rows(eval_rows, process, processes), mesh)
-    num_steps = config.num_steps
     optimizer_config = config.effective_optimizer()
-    optimizer, _ = make_optimizer(optimizer_config, num_steps, config.model)
-    fns = step_cache.run_functions(
+    optimizer, _ = make_optimizer(optimizer_config, config.num_steps, config.model)
+    functions = step_cache.run_functions(
         config.model, optimizer_config, optimizer, mesh, config.steps_per_call
     )
-    schedule = schedule_arrays(optimizer_config, num_steps)
-    state = fns.init_state(jax.random.key(config.seed), schedule)
-    train_step, eval_fn = fns.train_step, fns.eval_stack
+    schedule = schedule_arrays(optimizer_config, config.num_steps)
+    state = functions.init_state(jax.random.key(config.seed), schedule)
 
-    checkpoints = RunCheckpoints(out / "checkpoints", max_to_keep=config.keep_checkpoints)
-    is_writer = jax.process_index() == 0  # one process writes the logs and the result
-    metrics = JsonlLog(out / "metrics.jsonl", writer=is_writer)
-    evals = JsonlLog(out / "evals.jsonl", writer=is_writer)
-    step, train_seconds = 0, 0.0
+    is_writer = process == 0
+    checkpoints = RunCheckpoints(run_dir.checkpoint_dir(out), max_to_keep=config.keep_checkpoints)
+    metrics = JsonlLog(run_dir.metrics_path(out), writer=is_writer)
+    evals = JsonlLog(run_dir.evals_path(out), writer=is_writer)
+    step, earlier_train_seconds = 0, 0.0
     if checkpoints.latest_step() is not None:
         state, host = checkpoints.restore(state)
         stream.restore(host["stream"])
-        step, train_seconds = host["step"], host["train_seconds"]
-    metrics.truncate_after(step)
-    evals.truncate_after(step)
+        step, earlier_train_seconds = host["step"], host["train_seconds"]
+    with disk_errors(out):
+        metrics.truncate_after(step)
+        evals.truncate_after(step)
+    return Run(
+        config=config,
+        out=out,
+        corpus=corpus,
+        mesh=mesh,
+        stream=stream,
+        eval_set=eval_set,
+        functions=functions,
+        state=state,
+        step=step,
+        earlier_train_seconds=earlier_train_seconds,
+        checkpoints=checkpoints,
+        metrics=metrics,
+        evals=evals,
+        flops_per_step=config.model.flops_per_token("causal") * config.tokens_per_step,
+        peak=_peak(config),
+        is_writer=is_writer,
+    )
 
-    flops_per_step = config.model.flops_per_token("causal") * config.tokens_per_step
-    peak, peak_source = device_peak_flops(config.model.compute_dtype)
-    if config.peak_flops:
-        peak, peak_source = config.peak_flops, "config"
-    elif jax.devices()[0].platform != "cpu":
-        peak *= jax.device_count()  # CPU fake devices share one host's cores: one peak
+
+def train_loop(run: Run, *, progress: bool) -> LoopOutcome:
+    """Train from `run.step` to the last step (or a divergence); checkpoint, evaluate, and
+    on SIGTERM checkpoint and raise RunInterrupted."""
+    config, stream, mesh = run.config, run.stream, run.mesh
+    num_steps, state, step = config.num_steps, run.state, run.step
+    train_step, eval_fn = run.functions.train_step, run.functions.eval_stack
     eval_steps = config.eval_steps()
     checkpoint_steps = _checkpoint_steps(config)
     boundaries = sorted(set(eval_steps) | checkpoint_steps)
-    meter = _StepMeter(metrics, config, flops_per_step, peak)
-    bar = Progress(num_steps, step, out.name, show_progress() if progress is None else progress)
+    meter = StepMeter(run.metrics, config, run.flops_per_step, run.peak[0])
+    bar = Progress(num_steps, step, run.out.name, progress)
     divergence: dict[str, Any] | None = None
     last_save = time.monotonic()
     eval_times: list[float] = []
     checkpoint_seconds = 0.0
-    setup_seconds = time.perf_counter() - started
 
     with _PreemptionFlag() as preempted:
         while step < num_steps:
@@ -154,8 +228,8 @@ def train(
                 state, step_metrics = train_step(
                     state, global_batch_stack(batches, mesh), np.int32(k)
                 )
-            divergence = meter.record_previous()  # step n's numbers, read after n+1 dispatched
-            meter.pending = (step, k, step_metrics)
+            divergence = meter.flush()  # step n's numbers, read after n+1 dispatched
+            meter.dispatched(step, k, step_metrics)
             step += k
             save_due = (
                 preempted.raised
@@ -165,65 +239,101 @@ def train(
             )
             pause = save_due or step in eval_steps
             if divergence is None and pause:
-                divergence = meter.record_previous()  # logs complete up to a checkpoint
+                divergence = meter.flush()  # logs complete up to a checkpoint
             if divergence is not None:
                 break
             bar.update(k, meter.last_loss)
             if step in eval_steps:
                 tic = time.perf_counter()
-                evals.write(_evaluate(eval_fn, state.params, eval_set, step, config))
+                run.evals.write(_evaluate(eval_fn, state.params, run.eval_set, step, config))
                 eval_times.append(time.perf_counter() - tic)
             if save_due:
                 tic = time.perf_counter()
-                checkpoints.save(step, state, _host_state(stream, step, train_seconds, meter))
+                host = _host_state(stream, step, run.earlier_train_seconds, meter)
+                run.checkpoints.save(step, state, host)
                 checkpoint_seconds += time.perf_counter() - tic
                 last_save = time.monotonic()
             if pause:
-                meter.last_done = time.perf_counter()  # eval and saving are not step time
+                meter.paused()  # eval and saving are not step time
             if preempted.raised and step < num_steps:
-                checkpoints.close()
+                run.checkpoints.close()
                 raise RunInterrupted(
-                    f"preempted at step {step}/{num_steps}; checkpoint saved in {out}. "
+                    f"preempted at step {step}/{num_steps}; checkpoint saved in {run.out}. "
                     "Run the same command again to resume."
                 )
     bar.close()
+    return LoopOutcome(step, divergence, meter, eval_times, checkpoint_seconds)
+
+
+def finish_run(
+    run: Run, outcome: LoopOutcome, setup_seconds: float, elapsed: float
+) -> dict[str, Any]:
+    """Wait for the last checkpoint, write result.json (process 0), drop the weights if asked."""
     tic = time.perf_counter()
-    checkpoints.close()  # waits for the async save
-    checkpoint_seconds += time.perf_counter() - tic
-    metrics.close()
-    evals.close()
+    run.checkpoints.close()  # waits for the async save
+    checkpoint_seconds = outcome.checkpoint_seconds + time.perf_counter() - tic
+    run.metrics.close()
+    run.evals.close()
+    config, meter = run.config, outcome.meter
     result = run_dir.build_result(
         config,
-        evals=evals.read(),
-        steps_done=step,
-        divergence=divergence,
-        epochs=stream.epochs,
+        evals=run.evals.read(),
+        steps_done=outcome.step,
+        divergence=outcome.divergence,
+        epochs=run.stream.epochs,
         timing={
             "setup_s": setup_seconds,
-            "compile_and_first_steps_s": meter.compile_seconds,
-            "first_calls_steps_s": meter.first_calls_step_seconds(),
-            "train_steps_s": meter.train_seconds + train_seconds,
-            "eval_s": sum(eval_times),
-            "eval_compile_s": _first_call_excess(eval_times),
+            **meter.timing(run.earlier_train_seconds),
+            "eval_s": sum(outcome.eval_times),
+            "eval_compile_s": _first_call_excess(outcome.eval_times),
             "checkpoint_s": checkpoint_seconds,
-            "total_s": time.perf_counter() - started,
+            "total_s": elapsed + time.perf_counter() - tic,
         },
         throughput=meter.summary(),
-        peak=(peak, peak_source),
-        true_entropy=corpus.true_entropy,
+        peak=run.peak,
+        true_entropy=run.corpus.true_entropy,
         provenance=provenance.collect(
             config_hash=config.config_hash(),
-            corpus_fingerprint=corpus.fingerprint,
-            mesh_shape=dict(mesh.shape),
+            corpus_fingerprint=run.corpus.fingerprint,
+            mesh_shape=dict(run.mesh.shape),
             seed=config.seed,
         ),
     )
-    if not is_writer:
+    if not run.is_writer:
         return result
-    run_dir.write_result(out, result)
-    if not config.keep_final_checkpoint and result["status"] == "done":
-        run_dir.remove_checkpoints(out)
+    run_dir.write_result(run.out, result)
+    if not config.keep_final_checkpoint and result["status"] == RunStatus.DONE:
+        run_dir.remove_checkpoints(run.out)
     return result
+
+
+def _peak(config: RunConfig) -> tuple[float, str]:
+    """The FLOP/s MFU divides by, and its source (measured, datasheet or the config)."""
+    if config.peak_flops:
+        return config.peak_flops, "config"
+    peak, source = device_peak_flops(config.model.compute_dtype)
+    if jax.devices()[0].platform != "cpu":
+        peak *= jax.device_count()  # CPU fake devices share one host's cores: one peak
+    return peak, source
+
+
+def _check_batch_divides(config: RunConfig, mesh: Mesh) -> None:
+    """The batch is split by rows over the mesh's batch axes: each must get whole rows."""
+    sharding = batch_sharding(mesh)
+    probe = math.prod(mesh.shape.values())  # divisible by every axis product
+    ways = probe // sharding.shard_shape((probe, 1))[0]
+    for name, size in (
+        ("batch_size", config.train_batch_size),
+        ("eval_batch_size", config.eval_batch_size),
+    ):
+        if size % ways:
+            lower = size // ways * ways
+            raise ConfigError(
+                f"{name} {size} does not split over the {ways} devices the batch is sharded "
+                f"across (mesh {dict(mesh.shape)}, {jax.device_count()} devices); use a "
+                f"multiple of {ways}, e.g. {lower or ways} or {lower + ways}, or fewer devices "
+                "(--cpu-devices)"
+            )
 
 
 def _first_call_excess(times: list[float]) -> float:
@@ -264,102 +374,9 @@ def _evaluate(eval_fn, params, eval_set, step: int, config: RunConfig) -> dict[s
     }
 
 
-def _host_state(stream, step: int, train_seconds: float, meter: _StepMeter) -> dict[str, Any]:
+def _host_state(stream, step: int, train_seconds: float, meter: StepMeter) -> dict[str, Any]:
     return {
         "stream": stream.state(),
         "step": step,
         "train_seconds": train_seconds + meter.train_seconds,
     }
-
-
-class _StepMeter:
-    """Turns each chunk's device metrics into JSONL lines, one per step, once they are ready."""
-
-    def __init__(
-        self,
-        log: JsonlLog,
-        config: RunConfig,
-        flops_per_step: float,
-        peak: float,
-    ) -> None:
-        self.log, self.config = log, config
-        self.flops_per_step, self.peak = flops_per_step, peak
-        self.pending: tuple[int, int, Any] | None = None
-        self.last_done = time.perf_counter()
-        self.compiled = False  # the first call compiles (or loads) the step
-        self.train_seconds = 0.0
-        self.compile_seconds = 0.0
-        self.first_call_steps = 0  # steps trained inside the compiling first calls
-        self.step_times: list[float] = []
-        self.last_loss = math.nan
-        self.limit = config.divergence_factor * math.log(config.model.vocab_size)
-        self.warmup = config.effective_optimizer().warmup_for(config.num_steps)
-
-    def record_previous(self) -> dict[str, Any] | None:
-        """Write the pending chunk's lines; a divergence record if its loss blew up."""
-        if self.pending is None:
-            return None
-        first_step, k, device_metrics = self.pending
-        self.pending = None
-        values = jax.device_get(device_metrics)
-        now = time.perf_counter()
-        seconds = (now - self.last_done) / k
-        self.last_done = now
-        if self.compiled:
-            self.step_times.extend([seconds] * k)
-            self.train_seconds += seconds * k
-        else:  # the first call includes its compilation
-            self.compiled = True
-            self.compile_seconds += seconds * k
-            self.first_call_steps += k
-        losses = np.atleast_1d(values["loss"])
-        grad_norms, lrs = np.atleast_1d(values["grad_norm"]), np.atleast_1d(values["lr"])
-        for i in range(k):
-            step = first_step + i + 1
-            loss = float(losses[i])
-            self.last_loss = loss
-            self.log.write(self._line(step, loss, float(grad_norms[i]), float(lrs[i]), seconds))
-            if not math.isfinite(loss):
-                return {"step": step, "reason": f"loss is {loss} at step {step}"}
-            if step > self.warmup and loss > self.limit:
-                return {
-                    "step": step,
-                    "reason": f"loss {loss:.3f} exceeds {self.config.divergence_factor} x "
-                    f"ln(vocab) = {self.limit:.3f} at step {step}, after warmup",
-                }
-        return None
-
-    def _line(
-        self, step: int, loss: float, grad_norm: float, lr: float, seconds: float
-    ) -> dict[str, Any]:
-        tokens = step * self.config.tokens_per_step
-        achieved = self.flops_per_step / seconds
-        return {
-            "step": step,
-            "tokens": tokens,
-            "flops": step * self.flops_per_step,
-            "loss": loss,
-            "lr": lr,
-            "grad_norm": grad_norm,
-            "step_time_s": seconds,
-            "tokens_per_s": self.config.tokens_per_step / seconds,
-            "flops_per_s": achieved,
-            "mfu": achieved / self.peak,
-        }
-
-    def first_calls_step_seconds(self) -> float:
-        """What the steps inside the compiling first calls cost as training, at the median
-        step time: `compile_and_first_steps_s` minus this is compilation alone."""
-        return self.first_call_steps * float(np.median(self.step_times)) if self.step_times else 0.0
-
-    def summary(self) -> dict[str, float]:
-        if not self.step_times:
-            return {}
-        median = float(np.median(self.step_times))
-        achieved = self.flops_per_step / median
-        return {
-            "median_step_time_s": median,
-            "tokens_per_s": self.config.tokens_per_step / median,
-            "flops_per_s": achieved,
-            "mfu": achieved / self.peak,
-        }

@@ -68,9 +68,9 @@ def sweep(*args: str, sweep_file: Path = MICRO, **kwargs) -> subprocess.Popen:
     )
 
 
-def finish(process: subprocess.Popen, timeout: float = 240) -> str:
+def finish(process: subprocess.Popen, timeout: float = 240, code: int = 0) -> str:
     out, _ = process.communicate(timeout=timeout)
-    assert process.returncode == 0, out
+    assert process.returncode == code, out
     return out
 
 
@@ -158,12 +158,14 @@ def test_a_run_that_raises_is_recorded_as_failed_and_not_retried(tmp_path) -> No
     text = MICRO.read_text().replace("[model]\nctx = 16", "[model]\nctx = 16\nvocab_size = 8")
     bad.write_text(text)  # the synthetic corpus has 16 token ids: lab refuses vocab 8
     root = tmp_path / "out"
-    output = finish(sweep("run", "FILE", "--out", str(root), sweep_file=bad))
+    output = finish(sweep("run", "FILE", "--out", str(root), sweep_file=bad), code=1)
     assert output.count("FAILED: model.vocab_size=8") == 6
+    assert output.count("scaling-lab sweep run: run ") == 6  # each failed run named
     rows = read_csv(root / "results.csv")
     assert len(rows) == 6 and {r["status"] for r in rows} == {"failed"}
     assert all("vocab_size" in r["error"] for r in rows)
-    assert trained(finish(sweep("run", "FILE", "--out", str(root), sweep_file=bad))) == []
+    again = finish(sweep("run", "FILE", "--out", str(root), sweep_file=bad), code=1)
+    assert trained(again) == []
 
 
 def test_sigkilled_runner_restarts_and_does_each_run_once(tmp_path) -> None:

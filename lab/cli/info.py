@@ -3,6 +3,7 @@
     scaling-lab info --preset 1m
     scaling-lab info --params 3e5 --budget 1e15 --mesh 2,2,2 --batch 32
     scaling-lab info --config run.toml          # reads its [model] table
+    scaling-lab info --params 3e5 --budget 1e13 --json
 
 Prints parameter counts (total and non-embedding), training FLOPs per token (6N, 6N
 non-embedding, detailed causal and full), the tokens a budget buys, and per-device memory on a
@@ -12,6 +13,8 @@ mesh. JAX is imported only inside the handler, and only if the mesh has a -1 axi
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import tomllib
 from typing import Any
 
@@ -19,6 +22,7 @@ from lab.config import ModelConfig
 from lab.errors import ConfigError
 
 CONVENTIONS = ("6N", "6N_nonemb", "causal", "full")
+INFO_SCHEMA_VERSION = 1  # of `info --json`: bump when a key changes meaning
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -38,6 +42,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--budget", type=float, help="compute budget in FLOPs: tokens it buys")
     parser.add_argument("--mesh", default="1,1,1", help="data,fsdp,tensor (default 1,1,1)")
     parser.add_argument("--batch", type=int, default=32, help="global batch size (sequences)")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON object (with a schema_version)"
+    )
     parser.set_defaults(func=run_info)
     return parser
 
@@ -66,6 +73,46 @@ def model_from_args(args: argparse.Namespace) -> ModelConfig:
     if "model" not in table:
         raise ConfigError(f"config {args.config!r} has no [model] table")
     return ModelConfig.from_dict({**table["model"], **overrides})
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Numbers that would print nonsense (NaN or negative token counts) are bad input."""
+    for name in ("budget", "params"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"--{name} must be a positive finite number, got {value:g}")
+    if args.batch < 1:
+        raise ConfigError(f"--batch must be a positive number of sequences, got {args.batch}")
+    for name in ("ctx", "vocab_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def info_record(model: ModelConfig, budget: float | None, mesh: str, batch: int) -> dict:
+    """What `info --json` prints: the same numbers as the text, as data."""
+    from lab.counting import tokens_for_budget
+    from lab.memory import estimate_memory
+
+    estimate = estimate_memory(model, mesh, batch)
+    record: dict[str, Any] = {
+        "schema_version": INFO_SCHEMA_VERSION,
+        "model": model.to_dict(),
+        "params": model.num_params(),
+        "params_nonemb": model.num_nonembedding_params(),
+        "flops_per_token": {c: model.flops_per_token(c) for c in CONVENTIONS},
+        "budget": budget,
+        "tokens_for_budget": None,
+        "mesh": mesh,
+        "batch": batch,
+        "memory_bytes": {
+            part: getattr(estimate, part)
+            for part in ("weights", "gradients", "optimizer", "activations", "total")
+        },
+    }
+    if budget is not None:
+        record["tokens_for_budget"] = {c: tokens_for_budget(model, budget, c) for c in CONVENTIONS}
+    return record
 
 
 def info_text(model: ModelConfig, budget: float | None, mesh: str, batch: int) -> str:
@@ -101,5 +148,10 @@ def info_text(model: ModelConfig, budget: float | None, mesh: str, batch: int) -
 
 def run_info(args: argparse.Namespace) -> int:
     """Handler of `scaling-lab info` (a ConfigError becomes one line in `experiments.main`)."""
-    print(info_text(model_from_args(args), args.budget, args.mesh, args.batch))
+    check_args(args)
+    model = model_from_args(args)
+    if args.json:
+        print(json.dumps(info_record(model, args.budget, args.mesh, args.batch), indent=2))
+    else:
+        print(info_text(model, args.budget, args.mesh, args.batch))
     return 0

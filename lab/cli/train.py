@@ -7,6 +7,9 @@ import json
 import sys
 import textwrap
 
+from lab.exit_codes import EXIT_DIVERGED, EXIT_OK, EXIT_PREEMPTED
+from lab.run_status import RunStatus
+
 TRAIN_EPILOG = textwrap.dedent(
     """\
     The config is a TOML file with a [model] table (explicit shape, `params = 3e5` for the
@@ -15,7 +18,8 @@ TRAIN_EPILOG = textwrap.dedent(
 
     The run directory holds config.json, metrics.jsonl, evals.jsonl, checkpoints/ and, when
     the run ends, result.json. Running the same command again resumes a killed run from its
-    last checkpoint, or returns at once if it finished. SIGTERM checkpoints and exits 75.
+    last checkpoint, or returns at once if it finished. SIGTERM checkpoints and exits 75;
+    a full disk exits 74 (free space, run it again: it resumes bitwise).
 
     examples:
       scaling-lab train --config lab/configs/run_tiny.toml --out runs/tiny
@@ -83,12 +87,12 @@ def _train(args: argparse.Namespace) -> int:
         result = train(config, args.out, compilation_cache=args.compilation_cache)
     except RunInterrupted as interrupted:
         print(f"scaling-lab train: {interrupted}", file=sys.stderr)
-        return 75
+        return EXIT_PREEMPTED
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         _print_summary(result, args.out)
-    return 0 if result["status"] == "done" else 3
+    return EXIT_OK if result["status"] == RunStatus.DONE else EXIT_DIVERGED
 
 
 def _init_distributed(args: argparse.Namespace) -> None:
@@ -101,8 +105,10 @@ def _init_distributed(args: argparse.Namespace) -> None:
 
 
 def _print_summary(result: dict, out: str) -> None:
-    if result["status"] != "done":
-        print(f"run diverged: {result['divergence']['reason']} (recorded in {out}/result.json)")
+    from lab.run_dir import result_path
+
+    if result["status"] != RunStatus.DONE:
+        print(f"run diverged: {result['divergence']['reason']} (recorded in {result_path(out)})")
         return
     throughput = result.get("throughput", {})
     print(
@@ -115,4 +121,4 @@ def _print_summary(result: dict, out: str) -> None:
             f"{throughput['tokens_per_s']:,.0f} tokens/s, MFU {throughput['mfu']:.1%} of "
             f"{result['peak_flops']:.3g} FLOP/s ({result['peak_flops_source']} peak)"
         )
-    print(f"result: {out}/result.json")
+    print(f"result: {result_path(out)}")

@@ -6,5 +6,6 @@
 - `cpu_devices`: split a CPU host's cores into one XLA device each
 - `device_peak`: the FLOP/s that MFU divides by (measured on CPU, datasheet on GPU/TPU)
 - `platforms`: which accelerators the host really has (an installed plugin is not a chip)
-- `provenance`: git commit, package versions, devices: what a result was made with
+- `disk`: a full disk as one `DiskFullError` (path, free space), however orbax wraps it
+- `provenance`: git commit, package version and versions, devices: what a result was made with
 """

@@ -2,7 +2,9 @@
 
 A crash mid-write must never leave a half-written result.json or results table: readers
 either see the old file or the new one. Locally that is write-to-temp + `os.replace`
-(atomic on POSIX); on object stores a single object upload is atomic already.
+(atomic on POSIX); on object stores a single object upload is atomic already. The temp file
+`mkstemp` makes is private (0600); it gets the mode any new file gets (0644 under the usual
+umask) before it takes the final name.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -43,6 +46,13 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: put it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:

@@ -1,4 +1,5 @@
-"""What a result needs to be trusted later: code version, config, data, software, hardware."""
+"""What a result needs to be trusted later: code version (git commit and package version),
+config, data, software, hardware."""
 
 from __future__ import annotations
 
@@ -36,8 +37,19 @@ def git_commit() -> str:
     return f"{commit}-dirty" if dirty else commit
 
 
+PACKAGE = "scaling-lab"
+
+
+def package_version() -> str:
+    """This package's installed version: what a wheel install (no git checkout) can tell."""
+    try:
+        return metadata.version(PACKAGE)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def package_versions() -> dict[str, str]:
-    versions = {}
+    versions = {PACKAGE: package_version()}
     for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy"):
         try:
             versions[name] = metadata.version(name)
@@ -54,6 +66,7 @@ def collect(
     device = jax.devices()[0]
     return {
         "git_commit": git_commit(),
+        "package_version": package_version(),  # a wheel install has no commit to record
         "config_hash": config_hash,
         "corpus_fingerprint": corpus_fingerprint,
         "versions": package_versions(),
