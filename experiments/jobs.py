@@ -8,7 +8,6 @@ are numbered worker*k + j of workers*k so the static shares stay disjoint across
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -16,20 +15,9 @@ import sys
 
 from experiments.options import RunnerOptions
 from experiments.sweep_dir import SWEEP_FILE
+from lab.runtime.platforms import cpu_only
 
 SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-
-
-ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "libtpu")
-
-
-def cpu_only() -> bool:
-    """Will JAX run on the CPU here? Decided without starting a backend (which on a GPU
-    would preallocate its memory in the parent process)."""
-    platforms = os.environ.get("JAX_PLATFORMS", "")
-    if platforms:
-        return platforms.split(",")[0].strip() == "cpu"
-    return not any(importlib.util.find_spec(name) for name in ACCELERATOR_PLUGINS)
 
 
 def auto_jobs() -> int:
