@@ -59,9 +59,10 @@ def row(report, config: RunConfig) -> dict:
 
 def one_b_config(extra: dict) -> RunConfig:
     table = {**ONE_B, **extra}
-    model = model_for_params(**{"target": table["model"]["params"]}, **{
-        k: v for k, v in table["model"].items() if k != "params"
-    })
+    model = model_for_params(
+        **{"target": table["model"]["params"]},
+        **{k: v for k, v in table["model"].items() if k != "params"},
+    )
     tokens = table["batch_size"] * model.ctx * 1000
     return RunConfig.from_dict(
         {
@@ -93,7 +94,10 @@ def main() -> int:
         "machine": f"{platform.node()} ({os.cpu_count()} CPUs): compiled here, estimated for TPU",
         "estimate": "XLA's compilation (memory) and cost model (time): not measurements",
         "sweep": {"name": spec.name, "target": args.target, "shapes": shapes},
-        "one_b": {"target": args.one_b_target, **row(compile_step(one_b, args.one_b_target), one_b)},
+        "one_b": {
+            "target": args.one_b_target,
+            **row(compile_step(one_b, args.one_b_target), one_b),
+        },
         "chip_hours": plan.chip_hours,
     }
     out = Path(args.out) / "aot_tpu.json"

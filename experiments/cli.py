@@ -69,9 +69,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Solve the sweep's IsoFLOP grid on this machine: per budget the model sizes, their "
         "tokens D, tokens/param, steps and estimated time (measured with a short run unless "
         "--throughput or --no-measure), the points dropped and why, and the LR-tuning stage.",
-        ["scaling-lab sweep plan cpu_tiny", "scaling-lab sweep plan my_sweep.toml --no-measure"],
+        [
+            "scaling-lab sweep plan cpu_tiny",
+            "scaling-lab sweep plan my_sweep.toml --no-measure",
+            "scaling-lab sweep plan tpu_pod --target v5p-128",
+        ],
     )
     plan.add_argument("file", metavar="FILE", help=FILE_HELP)
+    plan.add_argument(
+        "--target",
+        help="a Cloud TPU slice (v5e-16, v5p-128, v5p-256x2): compile every distinct shape for "
+        "it on this host (libtpu) and give XLA's memory per chip, estimated time and the "
+        "sweep's chip-hours; shapes that do not fit are dropped with the numbers",
+    )
     plan.add_argument(
         "--throughput",
         type=float,
@@ -226,6 +236,10 @@ def _plan(args: argparse.Namespace) -> int:
     from experiments.sweep_file import load_sweep
 
     spec = load_sweep(args.file)
+    if args.target:
+        from experiments.compile_command import plan_sweep_on_target
+
+        return plan_sweep_on_target(spec, args.target)
     grid, facts = build_grid(spec)
     print(
         f"corpus {facts.name}: {facts.train_tokens:,} unique train tokens, vocab "

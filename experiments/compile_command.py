@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import textwrap
 import tomllib
 from pathlib import Path
@@ -48,25 +49,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def plan_sweep_on_target(spec, target_name: str, as_json: bool = False) -> int:
+    """Every distinct shape of the sweep compiled for the target; the sweep's chip-hours
+    (`compile SWEEP` and `sweep plan SWEEP --target`)."""
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the TPU exists only as a topology here
+    from experiments import target_plan
+    from lab.tpu_targets import parse_target
+
+    print(parse_target(target_name).describe(), file=sys.stderr if as_json else sys.stdout)
+    grid = target_plan.grid_without_corpus(spec)
+    log = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    plan = target_plan.plan_on_target(grid.points, target_name, log=log)
+    if as_json:
+        print(json.dumps([r.as_dict() for r in plan.reports.values()], indent=1))
+    else:
+        print(target_plan.plan_lines(spec, plan))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the TPU exists only as a topology here
     from experiments import target_plan
     from lab.tpu_targets import parse_target
 
-    target = parse_target(args.target)
-    print(target.describe())
     sweep = _sweep_spec(args.source)
     if sweep is not None:
         if args.set:
             raise ConfigError("--set applies to a run config; edit the sweep file instead")
-        plan = target_plan.plan_on_target(
-            target_plan.grid_without_corpus(sweep).points, args.target
-        )
-        if args.json:
-            print(json.dumps([r.as_dict() for r in plan.reports.values()], indent=1))
-        else:
-            print(target_plan.plan_lines(sweep, plan))
-        return 0
+        return plan_sweep_on_target(sweep, args.target, args.json)
+    target = parse_target(args.target)
+    if not args.json:
+        print(target.describe())
     from lab.aot import compile_step
     from lab.run_config import load_run_config
 

@@ -19,7 +19,13 @@ from lab.tpu_targets import parse_target
 # Every shard's minor dimension is a multiple of 128 on the meshes below, so TPU tiling adds
 # no padding and the arithmetic byte counts are exact.
 SMALL = ModelConfig(
-    n_layers=2, d_model=256, n_heads=4, d_ff=1024, vocab_size=1024, ctx=128, compute_dtype="bfloat16"
+    n_layers=2,
+    d_model=256,
+    n_heads=4,
+    d_ff=1024,
+    vocab_size=1024,
+    ctx=128,
+    compute_dtype="bfloat16",
 )
 
 
@@ -110,3 +116,75 @@ def test_a_data_axis_that_does_not_split_over_the_slices_is_refused(aot) -> None
     config = _config(SMALL, MeshConfig(data=1, fsdp=8), batch=16)
     with pytest.raises(ConfigError, match="slices"):
         aot.compile_train_step(config, "v5e-4x2")
+
+
+def test_gpu_ladder_fits_an_80_gb_gpu_by_the_estimator() -> None:
+    """Every shape of gpu_chinchilla_ladder, with the preset's scan and remat, on its 8-GPU
+    data-parallel mesh: the arithmetic estimate per GPU is under 80 GB (and it would not be
+    without remat, so the setting is what makes it fit)."""
+    import dataclasses
+
+    from experiments.sweep_file import load_sweep
+    from experiments.target_plan import grid_without_corpus
+    from lab.memory import estimate_memory
+
+    points = grid_without_corpus(load_sweep("gpu_chinchilla_ladder")).points
+    assert {p.config.model.remat for p in points} == {"save-dots"}
+    assert all(p.config.model.scan_layers for p in points)
+    totals = [
+        estimate_memory(p.config.model, p.config.mesh, p.config.train_batch_size, 8).total
+        for p in points
+    ]
+    assert max(totals) < 80e9
+    largest = max(points, key=lambda p: p.N)
+    no_remat = dataclasses.replace(largest.config.model, remat="none")
+    assert (
+        estimate_memory(no_remat, largest.config.mesh, largest.config.train_batch_size, 8).total
+        > 80e9
+    )
+
+
+def test_compile_command_reports_a_sweep_per_shape_as_json(aot, capsys) -> None:
+    """`scaling-lab compile micro --target v5e-4 --json`: one report per distinct shape (micro
+    has 2). XLA counts at least the lab's matmul FLOPs; at d_model 16 and ctx 16 the norms,
+    softmax and optimizer (which the lab does not count) add up to a third more."""
+    import json
+
+    from experiments.main import main
+
+    assert main(["compile", "micro", "--target", "v5e-4", "--json"]) == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert sorted(r["params"] for r in reports) == [7264, 20672]
+    for report in reports:
+        assert report["fits"] and report["estimate"].startswith("XLA")
+        assert 0.98 <= report["flops_ratio"] <= 1.4
+
+
+def test_compile_command_names_a_bad_target_in_one_line(capsys) -> None:
+    from experiments.main import main
+
+    assert main(["compile", "micro", "--target", "v9-8"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown TPU target 'v9-8'" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_largest_tpu_pod_shape_fits_v5p_128_and_xla_counts_the_lab_flops(aot) -> None:
+    """tpu_pod's largest shape (~2B) compiled for its v5p-128 topology with the preset's scan
+    and save-dots remat: per-chip memory under HBM, XLA's FLOPs within 5% of the lab's count
+    of the executed step. Memory at fixed batch, ctx and mesh grows with N (checked with the
+    estimator over every shape), so the largest shape fitting means all of them fit."""
+    from experiments.sweep_file import load_sweep
+    from experiments.target_plan import grid_without_corpus
+    from lab.memory import estimate_memory
+
+    points = sorted(grid_without_corpus(load_sweep("tpu_pod")).points, key=lambda p: p.N)
+    totals = [
+        estimate_memory(p.config.model, p.config.mesh, p.config.train_batch_size, 64).total
+        for p in points
+    ]
+    assert totals == sorted(totals)
+    report = aot.compile_step(points[-1].config, "v5p-128")
+    assert report.params > 1.9e9 and report.devices == 64
+    assert report.fits and report.peak_bytes < 0.95 * report.hbm_bytes
+    assert report.flops_ratio == pytest.approx(1.0, abs=0.05)

@@ -51,7 +51,10 @@ def test_text_summary_as_table(tmp_path: Path, capsys: pytest.CaptureFixture) ->
 def test_missing_dataset_prints_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert _main(["data", "tfds:lm1b", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("scaling-lab data: error: TFDS dataset 'lm1b' is not prepared") and "Traceback" not in err
+    assert (
+        err.startswith("scaling-lab data: error: TFDS dataset 'lm1b' is not prepared")
+        and "Traceback" not in err
+    )
     assert "--file_format array_record" in err
 
 
