@@ -1,7 +1,7 @@
 """XLA's estimates for the lab's train step on real TPU topologies, compiled on this CPU host.
 
-    python bench/aot_tpu.py                       # tpu_pod's shapes on v5p-128, ~1B on v5p-128
-    python bench/aot_tpu.py --sweep tpu_pod --target v5p-128 --one-b-target v5p-128
+    python bench/aot_tpu.py                 # tpu_pod's smallest, median, largest shapes + ~1B
+    python bench/aot_tpu.py --shapes all    # every shape of tpu_pod (19 compiles)
 
 For each shape: XLA's per-device bytes (arguments, outputs, temporaries) against HBM, XLA's
 FLOPs against the lab's count, the estimated step time (XLA's cost model, or its roofline),
@@ -23,23 +23,21 @@ from pathlib import Path
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 from experiments.sweep_file import load_sweep
-from experiments.target_plan import grid_without_corpus, plan_on_target
+from experiments.target_plan import grid_without_corpus, plan_on_target, shape_key
 from lab.aot import compile_step
+from lab.config import MeshConfig
 from lab.memory import estimate_memory
 from lab.presets import model_for_params
 from lab.run_config import RunConfig
 
-ONE_B = {
-    "model": {
-        "params": 1e9,
-        "ctx": 2048,
-        "vocab_size": 32000,
-        "position": "rope",
-        "mlp": "swiglu",
-        "compute_dtype": "bfloat16",
-    },
-    "batch_size": 256,
-    "mesh": {"data": -1, "fsdp": 16},
+ONE_B_MODEL = {
+    "ctx": 2048,
+    "vocab_size": 32000,
+    "position": "rope",
+    "mlp": "swiglu",
+    "compute_dtype": "bfloat16",
+    "scan_layers": True,
+    "remat": "save-dots",
 }
 
 
@@ -47,31 +45,34 @@ def row(report, config: RunConfig) -> dict:
     """The report plus the arithmetic memory estimate's weights + optimizer state."""
     estimate = estimate_memory(config.model, config.mesh, config.train_batch_size, report.devices)
     state_estimate = estimate.weights + estimate.optimizer
-    state_xla = report.argument_bytes  # params + Adam moments (+ the batch shard, scalars)
     return {
         **report.as_dict(),
         "model": config.model.to_dict(),
         "estimate_state_bytes": state_estimate,
-        "estimate_vs_xla_state": state_estimate / state_xla,
+        # XLA's argument bytes are the params and Adam moments, plus a batch shard and scalars
+        "estimate_vs_xla_state": state_estimate / report.argument_bytes,
         "estimate_total_bytes": estimate.total,
+        "estimate_vs_xla_peak": estimate.total / report.peak_bytes,
     }
 
 
-def one_b_config(extra: dict) -> RunConfig:
-    table = {**ONE_B, **extra}
-    model = model_for_params(
-        **{"target": table["model"]["params"]},
-        **{k: v for k, v in table["model"].items() if k != "params"},
+def one_b_config(batch_size: int, fsdp: int) -> RunConfig:
+    """A ~1B model (the shape rule, GPT-style 32k vocabulary) with the tpu_pod settings."""
+    model = model_for_params(1e9, **ONE_B_MODEL)
+    return RunConfig(
+        model=model,
+        num_tokens=20 * model.num_params() // (batch_size * model.ctx) * batch_size * model.ctx,
+        batch_size=batch_size,
+        mesh=MeshConfig(data=-1, fsdp=fsdp),
     )
-    tokens = table["batch_size"] * model.ctx * 1000
-    return RunConfig.from_dict(
-        {
-            "model": {**model.to_dict(), **table.get("model_features", {})},
-            "num_tokens": tokens,
-            "batch_size": table["batch_size"],
-            "mesh": table["mesh"],
-        }
-    )
+
+
+def chosen_points(points, which: str):
+    """'all' shapes of the grid, or 'ends': the smallest, median and largest."""
+    shapes = sorted({shape_key(p.config): p for p in points}.values(), key=lambda p: p.N)
+    if which == "all":
+        return shapes
+    return [shapes[i] for i in sorted({0, len(shapes) // 2, len(shapes) - 1})]
 
 
 def main() -> int:
@@ -107,7 +108,8 @@ def main() -> int:
             f"N={entry['params']:>14,} fits={entry['fits']!s:5} "
             f"peak {entry['peak_bytes'] / 2**30:6.1f}/{entry['hbm_bytes'] / 2**30:.0f} GiB "
             f"XLA/lab FLOPs {entry['flops_ratio']:.3f} est. MFU {entry['mfu']:.1%} "
-            f"state estimate/XLA {entry['estimate_vs_xla_state']:.3f}"
+            f"state estimate/XLA {entry['estimate_vs_xla_state']:.3f} "
+            f"total estimate/XLA peak {entry['estimate_vs_xla_peak']:.2f}"
         )
     print(f"wrote {out}")
     return 0
