@@ -118,6 +118,7 @@ class Run:
     functions: step_cache.RunFunctions
     state: Any  # TrainState, initialised or restored
     step: int  # steps done (restored from the checkpoint)
+    earlier_evals: list[dict[str, Any]]  # evals.jsonl up to `step`: logged before a resume
     earlier_train_seconds: float  # step time of the processes before a resume
     checkpoints: RunCheckpoints
     metrics: JsonlLog
@@ -131,6 +132,7 @@ class Run:
 class LoopOutcome:
     step: int
     divergence: dict[str, Any] | None
+    evals: list[dict[str, Any]]  # this process's evals (every process computes them)
     meter: StepMeter
     eval_times: list[float]
     checkpoint_seconds: float
@@ -182,6 +184,7 @@ def setup_run(config: RunConfig, out: Path, *, compilation_cache: str | None) ->
     with disk_errors(out):
         metrics.truncate_after(step)
         evals.truncate_after(step)
+    earlier_evals = [e for e in evals.read() if e["step"] <= step]  # other processes too
     return Run(
         config=config,
         out=out,
@@ -192,6 +195,7 @@ def setup_run(config: RunConfig, out: Path, *, compilation_cache: str | None) ->
         functions=functions,
         state=state,
         step=step,
+        earlier_evals=earlier_evals,
         earlier_train_seconds=earlier_train_seconds,
         checkpoints=checkpoints,
         metrics=metrics,
@@ -216,6 +220,7 @@ def train_loop(run: Run, *, progress: bool) -> LoopOutcome:
     divergence: dict[str, Any] | None = None
     last_save = time.monotonic()
     eval_times: list[float] = []
+    evals: list[dict[str, Any]] = []
     checkpoint_seconds = 0.0
 
     with _PreemptionFlag() as preempted:
@@ -245,7 +250,8 @@ def train_loop(run: Run, *, progress: bool) -> LoopOutcome:
             bar.update(k, meter.last_loss)
             if step in eval_steps:
                 tic = time.perf_counter()
-                run.evals.write(_evaluate(eval_fn, state.params, run.eval_set, step, config))
+                evals.append(_evaluate(eval_fn, state.params, run.eval_set, step, config))
+                run.evals.write(evals[-1])
                 eval_times.append(time.perf_counter() - tic)
             if save_due:
                 tic = time.perf_counter()
@@ -262,7 +268,7 @@ def train_loop(run: Run, *, progress: bool) -> LoopOutcome:
                     "Run the same command again to resume."
                 )
     bar.close()
-    return LoopOutcome(step, divergence, meter, eval_times, checkpoint_seconds)
+    return LoopOutcome(step, divergence, evals, meter, eval_times, checkpoint_seconds)
 
 
 def finish_run(
@@ -277,7 +283,7 @@ def finish_run(
     config, meter = run.config, outcome.meter
     result = run_dir.build_result(
         config,
-        evals=run.evals.read(),
+        evals=run.earlier_evals + outcome.evals,  # not the file: process 0 may still write it
         steps_done=outcome.step,
         divergence=outcome.divergence,
         epochs=run.stream.epochs,
