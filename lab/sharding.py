@@ -47,6 +47,8 @@ __all__ = [
     "BATCH_AXES",
     "LOGICAL_AXIS_RULES",
     "MESH_AXES",
+    "TOKENS",
+    "TOKEN_STACK",
     "abstract_params",
     "activation_rules",
     "batch_sharding",
