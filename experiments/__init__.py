@@ -18,6 +18,8 @@
 - `verify`: re-run finished runs and compare (names an edited config.json)
 - `samples`: per budget, the optimal, smallest and largest run complete a prompt
 - `demo`: cpu_tiny end to end
+- `compile_command`, `target_plan`: a run or sweep compiled for a TPU slice (XLA's memory,
+  FLOPs and estimated time per shape; chip-hours)
 
 Imports `lab` and `analysis`; neither imports it back.
 """

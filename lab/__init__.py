@@ -1,0 +1,22 @@
+"""One training run: a pure-functional Flax transformer, sharded over any device mesh.
+
+The core, at the top:
+- `config`: validated frozen dataclasses (model, optimizer, mesh); `run_config`: a whole run
+- `presets`: the shape rule (params -> width, depth, heads); GPT-3's 125m and 350m
+- `counting`: exact parameter counts and FLOPs per token (6N, detailed causal/full, executed)
+- `memory`: the per-device preflight estimate (remat, microbatches, sharding counted)
+- `model`: the linen decoder (scanned or looped blocks, remat); `mup`: muP scaling
+- `sharding`: the mesh (hybrid over TPU slices), the logical axis rules, every sharding
+- `optim`: AdamW and the schedule as optimizer-state data; `train_step`: jitted init/step/eval
+- `step_cache`: a worker's jitted functions kept per shape; `step_meter`: per-step metrics
+- `train`: setup, loop and result of one run (resumable, bitwise); `checkpoint`: orbax
+- `run_dir`: the one owner of a run's files; `run_status`: done/diverged/failed/...;
+  `metrics`: JSONL logs and the progress bar; `exit_codes`: the CLI's codes
+- `decode`, `sampling`, `completion`: KV-cached generation from a run's checkpoint
+- `tpu_targets`, `aot`: compile the real train step for a Cloud TPU topology on a CPU host
+- `errors`, `units`: ConfigError and friends; FLOPs <-> PF-days <-> accelerator-hours
+
+Subpackages: `data` (corpora, tokenizers, streams), `cli` (the info, data, train and sample
+commands), `runtime` (compile cache, compiler options, CPU devices, device peak, platforms,
+atomic IO, disk, provenance). `lab` never imports `experiments` or `analysis`.
+"""
