@@ -34,7 +34,15 @@ examples:
   scaling-lab fit runs/demo --json --at 1e21,5.88e23 > fit.json
   scaling-lab fit --example misfitting --approach 1 --params nonemb
   scaling-lab fit my.csv --n "Model Size" --c "Training FLOP" --loss loss
-  scaling-lab fit runs/demo --holdout-largest"""
+  scaling-lab fit runs/demo --holdout-largest
+  scaling-lab fit runs.tsv --n params_M --n-scale 1e6     # N given in millions
+
+exit codes:
+  0    the fits ran; with --approach all, a fit the data cannot support is listed as
+       skipped (with the reason) in the warnings
+  2    bad input (empty or torn file, missing or mis-scaled column, bad option), or the
+       approach asked for with --approach 1|2|3 cannot be fitted on this data (the
+       message says why), or no fit at all can run; nothing is printed on stdout"""
 
 REPORT_HELP = """\
 Write a report of every fit: one self-contained HTML page (figures embedded) and a
@@ -81,6 +89,14 @@ def _source_args(p: argparse.ArgumentParser) -> None:
             dest=f"col_{col}",
             metavar="COLUMN",
             help=f"column holding {col.upper() if col in 'ndc' else col}",
+        )
+    for col, unit in (("n", "parameters"), ("d", "tokens")):
+        p.add_argument(
+            f"--{col}-scale",
+            type=_positive,
+            default=1.0,
+            metavar="FACTOR",
+            help=f"multiply the {col.upper()} column by FACTOR ({unit} given in millions: 1e6)",
         )
     p.add_argument(
         "--run-cols", help="comma-separated columns that together identify a run (curves)"
@@ -133,6 +149,16 @@ def _source_args(p: argparse.ArgumentParser) -> None:
         "(Besiroglu et al. 2024 dropped 5 Chinchilla runs; for --example chinchilla K replaces "
         "its default 5)",
     )
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number (e.g. 1e6)")
+    return value
 
 
 def run(argv: list[str]) -> int:
@@ -216,7 +242,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from analysis.loading import load
+    from analysis.sources import load
 
     conv = Conventions(args.params, args.flops)
     if args.example:
@@ -229,10 +255,13 @@ def _load(args: argparse.Namespace):
         if (v := getattr(args, f"col_{k}"))
     }
     run_cols = args.run_cols.split(",") if args.run_cols else None
-    return load(args.source, conv, mapping, run_cols, args.include_tuning, args.drop_highest)
+    scales = {"N": args.n_scale, "D": args.d_scale}
+    return load(
+        args.source, conv, mapping, run_cols, args.include_tuning, args.drop_highest, scales
+    )
 
 
-def _analyse(args: argparse.Namespace, approaches: tuple[str, ...]):
+def _analyse(args: argparse.Namespace, approaches: tuple[str, ...], strict: bool = False):
     from analysis.holdout import holdout_largest
     from analysis.pipeline import run_fits
 
@@ -252,6 +281,7 @@ def _analyse(args: argparse.Namespace, approaches: tuple[str, ...]):
         args.k_nearest,
         args.include_edge,
         at,
+        strict,
     )
     hold = holdout_largest(ds.points, args.k_nearest) if args.holdout_largest else None
     return an, hold
@@ -273,7 +303,7 @@ def fit_command(args: argparse.Namespace) -> int:
     from analysis.report import tables
 
     approaches = ("1", "2", "3") if args.approach == "all" else (args.approach,)
-    an, hold = _analyse(args, approaches)
+    an, hold = _analyse(args, approaches, strict=args.approach != "all")
     doc = fit_document(an)
     if hold is not None:
         doc["holdout_largest"] = clean(hold)
