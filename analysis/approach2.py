@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.allocation import AllocationLaw
-from analysis.bootstrap import DEFAULT_LEVEL, invalid_fraction, percentile_ci
+from analysis.bootstrap import DEFAULT_LEVEL, ci_dict, invalid_fraction, percentile_ci
 from analysis.errors import FitError
 from analysis.powerlaw import loglog_fit
 
@@ -69,7 +69,10 @@ def parabola_minima(x: np.ndarray, y: np.ndarray, w_Rxn: np.ndarray) -> tuple:
     y_Rxn = np.broadcast_to(y, w_Rxn.shape)
     XtX = np.einsum("rn,ni,nj->rij", w_Rxn, X_nx3, X_nx3)
     Xty = np.einsum("rn,ni,rn->ri", w_Rxn, X_nx3, y_Rxn)
-    distinct = np.array([np.unique(x[row > 0]).size for row in w_Rxn])
+    values, which = np.unique(x, return_inverse=True)
+    onehot_nxU = np.zeros((x.size, values.size))
+    onehot_nxU[np.arange(x.size), which] = 1.0
+    distinct = ((w_Rxn > 0) @ onehot_nxU > 0).sum(axis=1)  # distinct x with weight, per row
     ok = distinct >= 3
     coef = np.full((w_Rxn.shape[0], 3), np.nan)
     coef[ok] = np.linalg.solve(XtX[ok], Xty[ok][:, :, None])[:, :, 0]
@@ -287,9 +290,7 @@ def fit_approach2(
         sb, skD = loglog_fit(C, db)
         fit.samples = {"a": sa, "b": sb, "log_kN": skN, "log_kD": skD}
         fit.ci = {
-            k: ci
-            for k, v in (("a", sa), ("b", sb))
-            if np.isfinite((ci := list(percentile_ci(v, level)))[0])
+            k: ci for k, ci in ci_dict({"a": sa, "b": sb}, level).items() if np.isfinite(ci[0])
         }
         if bad.mean() > (1 - level) / 2:
             warnings.append(

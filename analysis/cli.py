@@ -300,7 +300,7 @@ def _print_tables(tabs) -> None:
 def fit_command(args: argparse.Namespace) -> int:
     """Fit, then print tables or one JSON document."""
     from analysis.pipeline import clean, fit_document
-    from analysis.report import tables
+    from analysis.report_tables import tables
 
     approaches = ("1", "2", "3") if args.approach == "all" else (args.approach,)
     an, hold = _analyse(args, approaches, strict=args.approach != "all")
@@ -318,10 +318,18 @@ def fit_command(args: argparse.Namespace) -> int:
 
 def report_command(args: argparse.Namespace) -> int:
     """Fit everything and write report.html, report.md and figures."""
+    from analysis.errors import FitError
+    from analysis.holdout import holdout_largest
     from analysis.report import write_report
 
     an, hold = _analyse(args, ("1", "2", "3"))
-    paths = write_report(an, args.out, hold, markdown_only=args.markdown_only)
+    reason = None
+    if hold is None and an.dataset.has_sizes:  # the summary's held-out check, when possible
+        try:
+            hold = holdout_largest(an.dataset.points, args.k_nearest)
+        except FitError as e:
+            reason = str(e)
+    paths = write_report(an, args.out, hold, args.markdown_only, reason)
     pages = " and ".join(str(paths[k]) for k in ("html", "markdown") if k in paths)
     print(f"wrote {pages} (figures in {paths['figures']})")
     return 0

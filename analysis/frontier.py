@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.approach2 import budget_groups
-from analysis.bootstrap import DEFAULT_LEVEL, grouped_resample_weights, percentile_ci
+from analysis.bootstrap import DEFAULT_LEVEL, ci_dict, grouped_resample_weights
 from analysis.errors import FitError
 from analysis.powerlaw import SaturatingPowerLaw, fit_power_law, fit_saturating, loglog_fit
 
@@ -81,12 +81,12 @@ def fit_frontier(
         W = grouped_resample_weights(budgets, n_boot, seed)
         B = _best_per_budget(points, budgets, W)
         slope, _ = loglog_fit(uniq, B)
-        fit.ci["plain_exponent"] = list(percentile_ci(slope, level))
+        draws = {"plain_exponent": slope}
         if sat is not None:
             fits = [fit_saturating(uniq, B[r], start=sat) for r in range(min(n_boot, 100))]
             for key in ("gamma", "E"):
-                draws = np.array([getattr(f, key, np.nan) for f in fits])
-                fit.ci[key] = list(percentile_ci(draws, level))
+                draws[key] = np.array([getattr(f, key, np.nan) for f in fits])
+        fit.ci = ci_dict(draws, level)
     return fit
 
 

@@ -14,12 +14,16 @@ way default-tolerance L-BFGS-B does on this tiny (~1e-3) objective.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 HUBER_DELTA = 1e-3
 N_PARAMS = 5
+BLOCK_ROWS = 500  # problems solved together: 500 x 240 float64 temporaries fit in cache
+MAX_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,45 @@ def newton_fit(
     delta: float = HUBER_DELTA,
     max_iter: int = 200,
     rtol: float = 1e-13,
+) -> NewtonResult:
+    """Minimise the objective for every row of theta0 / w_Rxn, in blocks of BLOCK_ROWS rows.
+
+    The problems are independent, so blocks give the same answers bit for bit; a block's
+    (rows x points) temporaries stay in cache, which alone halves the time of 4,000
+    resamples, and blocks run on a few threads (numpy releases the GIL in its loops).
+    """
+    R = theta0_Rx5.shape[0]
+    if R <= BLOCK_ROWS:
+        return _newton_block(theta0_Rx5, logN_n, logD_n, logL_n, w_Rxn, delta, max_iter, rtol)
+    w_Rxn = np.broadcast_to(np.asarray(w_Rxn, dtype=float), (R, logL_n.size))
+    blocks = [slice(i, i + BLOCK_ROWS) for i in range(0, R, BLOCK_ROWS)]
+    workers = min(MAX_THREADS, os.cpu_count() or 1, len(blocks))
+    with ThreadPoolExecutor(workers) as pool:
+        parts = list(
+            pool.map(
+                lambda b: _newton_block(
+                    theta0_Rx5[b], logN_n, logD_n, logL_n, w_Rxn[b], delta, max_iter, rtol
+                ),
+                blocks,
+            )
+        )
+    return NewtonResult(
+        np.concatenate([p.theta_Rx5 for p in parts]),
+        np.concatenate([p.objective_R for p in parts]),
+        np.concatenate([p.converged_R for p in parts]),
+        max(p.iterations for p in parts),
+    )
+
+
+def _newton_block(
+    theta0_Rx5: np.ndarray,
+    logN_n: np.ndarray,
+    logD_n: np.ndarray,
+    logL_n: np.ndarray,
+    w_Rxn: np.ndarray,
+    delta: float,
+    max_iter: int,
+    rtol: float,
 ) -> NewtonResult:
     """Minimise the objective for every row of theta0 / w_Rxn at once.
 
