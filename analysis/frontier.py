@@ -38,7 +38,10 @@ class FrontierFit:
 def _best_per_budget(points: pd.DataFrame, budgets: np.ndarray, W_Rxn: np.ndarray) -> np.ndarray:
     """(R x budgets) lowest seed-averaged loss per budget among rows with positive weight."""
     uniq = np.unique(budgets)
-    keys = pd.MultiIndex.from_arrays([budgets, points["N"].to_numpy()])
+    sizes = points["N"].to_numpy(dtype=float)
+    # Seeds of one size average; without N (C and loss only) every run stands alone.
+    sizes = np.where(np.isnan(sizes), -1.0 - np.arange(sizes.size), sizes)
+    keys = pd.MultiIndex.from_arrays([budgets, sizes])
     group_n, group_keys = pd.factorize(keys)
     onehot_nxG = np.zeros((len(points), len(group_keys)))
     onehot_nxG[np.arange(len(points)), group_n] = 1.0

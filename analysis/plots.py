@@ -77,16 +77,16 @@ def loss_vs_compute(an: Analysis) -> Figure:
     """Training curves (coloured by N), final losses, and the fitted frontier L(C)."""
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
-    pts, norm = (
-        an.dataset.points,
-        LogNorm(an.dataset.points["N"].min(), an.dataset.points["N"].max()),
-    )
-    cmap = colormaps["viridis"]
-    if an.dataset.curves is not None:
-        for _, g in an.dataset.curves.groupby("run_id"):
-            ax.plot(g["C"], g["loss"], color=cmap(norm(g["N"].iloc[0])), lw=0.6, alpha=0.5)
-    sc = ax.scatter(pts["C"], pts["loss"], c=pts["N"], norm=norm, cmap=cmap, s=14, zorder=3)
-    fig.colorbar(sc, ax=ax, label="N (parameters)")
+    pts = an.dataset.points
+    if an.dataset.has_sizes:
+        norm, cmap = LogNorm(pts["N"].min(), pts["N"].max()), colormaps["viridis"]
+        if an.dataset.curves is not None:
+            for _, g in an.dataset.curves.groupby("run_id"):
+                ax.plot(g["C"], g["loss"], color=cmap(norm(g["N"].iloc[0])), lw=0.6, alpha=0.5)
+        sc = ax.scatter(pts["C"], pts["loss"], c=pts["N"], norm=norm, cmap=cmap, s=14, zorder=3)
+        fig.colorbar(sc, ax=ax, label="N (parameters)")
+    else:  # C and loss only: no size to colour by
+        ax.scatter(pts["C"], pts["loss"], color="tab:blue", s=14, zorder=3, label="runs")
     if an.frontier is not None:
         grid = np.logspace(np.log10(pts["C"].min()), np.log10(pts["C"].max()) + 0.5, 100)
         fr = an.frontier
@@ -306,5 +306,7 @@ def save_all(
             continue
         if name == "residuals" and an.approach3 is None:
             continue
+        if name in ("optimal_allocation", "tokens_per_param") and not an.dataset.has_sizes:
+            continue  # frontier-only data: no allocation was fitted
         out[name] = save(make(an), out_dir, name, formats)
     return out

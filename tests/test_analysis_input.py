@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.approach2 import isoflop_minima
+from analysis.approach2 import budget_groups, isoflop_minima
 from analysis.approach3 import compute_optimal, param_array
 from analysis.errors import AnalysisError
 from analysis.examples import chinchilla_frame
+from analysis.pipeline import run_fits
 from analysis.sources import load
 from analysis.synthetic import CHINCHILLA_PUBLISHED, isoflop_grid
 from experiments.main import main
@@ -123,11 +124,17 @@ def test_c_and_loss_only_fits_the_frontier(frame, tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert "approach3" not in doc and doc["frontier"]["saturating"]["E"] > 0
     assert any("only the loss-vs-compute frontier" in w for w in doc["warnings"])
-    # The frontier is the best loss per budget, whatever the N column said.
-    with_n = load(tmp_path / "c_only.csv")
-    assert not with_n.has_sizes
+    # The frontier is the lowest loss at each budget (no N: no seed averaging by size).
+    ds = load(path)
+    assert not ds.has_sizes
+    an = run_fits(ds, n_boot=0)
+    best = ds.points.groupby(budget_groups(ds.points))["loss"].min()
+    np.testing.assert_allclose(an.frontier.points["loss"], best.to_numpy())
     assert main(["fit", str(path), "--approach", "3"]) == 2
     assert "no N column" in capsys.readouterr().err
+    assert main(["report", str(path), "--out", str(tmp_path / "rep"), "--bootstrap", "0"]) == 0
+    figures = sorted(p.name for p in (tmp_path / "rep" / "figures").glob("*.png"))
+    assert figures == ["loss_vs_compute.png"]
 
 
 def test_requested_approach_that_cannot_fit_exits_2(frame, tmp_path, capsys):
