@@ -20,9 +20,13 @@ RAW = argparse.RawDescriptionHelpFormatter
 FIT_HELP = """\
 Fit scaling laws to a results table and print them.
 
-SOURCE is a sweep directory (results.csv, and curves.csv for Approach 1) or any CSV with
-columns for N, D and/or C, and loss (matched case-insensitively; aliases such as params,
-tokens, flops, "Model Size", "Training FLOP" work). D is derived from C = 6ND when absent.
+SOURCE is a sweep directory (results.csv, and curves.csv for Approach 1; checked against its
+tables.json manifest when there is one) or any CSV, comma-, tab-, semicolon- or
+pipe-separated, with columns for N, D and/or C, and loss (matched case-insensitively; aliases
+such as params, tokens, flops, "Model Size", "Training FLOP" work; the output says which
+column it took). D is derived from C = 6ND when absent; with C and loss alone, only the
+loss-vs-compute frontier is fitted. Rows with a missing, infinite or non-positive value are
+dropped and counted by reason in the warnings.
 Fits: the loss-vs-compute frontier; Approach 1 (envelope of training curves); Approach 2
 (IsoFLOP parabolas); Approach 3 (L(N,D) = E + A/N^alpha + B/D^beta, Huber on log
 residuals); Kaplan-style L(N), L(D). Every interval is a seeded percentile bootstrap over
@@ -46,8 +50,11 @@ exit codes:
 
 REPORT_HELP = """\
 Write a report of every fit: one self-contained HTML page (figures embedded) and a
-Markdown file with the tables, conventions, warnings and provenance, plus each figure
-as PNG and SVG under REPORT_DIR/figures."""
+Markdown file. It opens with a summary (a, b and tokens per parameter with intervals, the
+held-out check, the plan at the largest budget) and a table of contents; each section's
+table is followed by its figures, captioned with what to look for; then warnings and
+provenance. Each figure is also written as PNG and SVG under REPORT_DIR/figures. Exit
+codes as for fit."""
 
 REPORT_EPILOG = """\
 examples:
@@ -184,7 +191,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--approach", choices=["1", "2", "3", "all"], default="all", help="which fits (default all)"
     )
     fit.add_argument(
-        "--json", action="store_true", help="print one JSON document (one object per approach)"
+        "--json",
+        action="store_true",
+        help="print one JSON document (one object per approach; its schema_version says "
+        "which layout)",
     )
     fit.add_argument(
         "-o",
