@@ -80,7 +80,7 @@ def lr_tuning_figure(frame: pd.DataFrame) -> Figure | None:
     picks = picks_by_size(tuning["N"], tuning["peak_lr"], tuning["loss"])
     fig = Figure(figsize=(11, 4.2))
     left, right = fig.subplots(1, 2)
-    colors = colormaps["viridis"](np.linspace(0, 0.9, len(picks)))
+    colors = colormaps["viridis"](np.linspace(0, 0.85, len(picks)))
     for color, (n, pick) in zip(colors, picks.items(), strict=True):
         rows = tuning.loc[tuning["N"].astype(float) == n]
         left.scatter(rows["peak_lr"], rows["loss"], color=color, s=18, label=f"N={n:.3g}")

@@ -42,6 +42,8 @@ def _c_grid(an: Analysis, pad: float = 0.3) -> np.ndarray:
 
 
 LOSS_LABEL = "final loss (nats/token)"
+# Model sizes: viridis without its pale-yellow top, which vanishes on white.
+SIZE_COLOURS = ListedColormap(colormaps["viridis"](np.linspace(0.0, 0.85, 256)))
 MAX_BUDGET_TICKS = 12
 
 
@@ -79,7 +81,7 @@ def loss_vs_compute(an: Analysis) -> Figure:
     ax = fig.add_subplot()
     pts = an.dataset.points
     if an.dataset.has_sizes:
-        norm, cmap = LogNorm(pts["N"].min(), pts["N"].max()), colormaps["viridis"]
+        norm, cmap = LogNorm(pts["N"].min(), pts["N"].max()), SIZE_COLOURS
         if an.dataset.curves is not None:
             for _, g in an.dataset.curves.groupby("run_id"):
                 ax.plot(g["C"], g["loss"], color=cmap(norm(g["N"].iloc[0])), lw=0.6, alpha=0.5)
@@ -239,6 +241,8 @@ def tokens_per_param(an: Analysis) -> Figure:
         b = f.budgets
         for edge, style in ((False, {}), (True, {"mfc": "none"})):
             m = b["edge"] == edge
+            if not m.any():
+                continue
             ax.plot(
                 b.loc[m, "budget"],
                 b.loc[m, "D_opt"] / b.loc[m, "N_opt"],
