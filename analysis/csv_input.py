@@ -21,7 +21,7 @@ from analysis.errors import AnalysisError
 
 MANIFEST = "tables.json"
 DELIMITERS = ",\t;|"
-SNIFF_BYTES = 64 * 1024
+SNIFF_LINES = 20
 
 
 def _text(raw: bytes, path: Path) -> str:
@@ -31,12 +31,22 @@ def _text(raw: bytes, path: Path) -> str:
         raise AnalysisError(f"{path} is not UTF-8 text ({e}); export it as CSV (UTF-8)") from e
 
 
-def _delimiter(sample: str) -> str:
-    """The field separator of `sample` (a comma when the sniffer cannot tell, e.g. one column)."""
+def _delimiter(text: str) -> str:
+    """The field separator of a table's text: csv.Sniffer on its first lines, checked against
+    the header (the separator that splits the header into the most fields wins a disagreement;
+    a one-column table gets a comma)."""
+    head = "\n".join(text.splitlines()[:SNIFF_LINES])
+    header = head.split("\n", 1)[0]
+
+    def fields(sep: str) -> int:
+        return len(next(csv.reader([header], delimiter=sep), []))
+
     try:
-        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+        sniffed = csv.Sniffer().sniff(head, delimiters=DELIMITERS).delimiter
     except csv.Error:
-        return ","
+        sniffed = ","
+    widest = max(DELIMITERS, key=fields)
+    return sniffed if fields(sniffed) >= fields(widest) else widest
 
 
 def read_bytes(path: Path) -> bytes:
@@ -50,9 +60,11 @@ def read_bytes(path: Path) -> bytes:
     return raw
 
 
-def frame_from_bytes(raw: bytes, path: Path, allow_empty: bool = False) -> pd.DataFrame:
-    """A DataFrame from CSV bytes with the delimiter sniffed; an empty file is an error unless
-    `allow_empty` (a sweep's curves.csv before any run reported)."""
+def frame_from_bytes(
+    raw: bytes, path: Path, allow_empty: bool = False, sep: str | None = None
+) -> pd.DataFrame:
+    """A DataFrame from CSV bytes, the delimiter `sep` or sniffed; an empty file is an error
+    unless `allow_empty` (a sweep's curves.csv before any run reported)."""
     if allow_empty and not raw.strip():
         return pd.DataFrame()
     if not raw.strip():
@@ -60,7 +72,7 @@ def frame_from_bytes(raw: bytes, path: Path, allow_empty: bool = False) -> pd.Da
             f"{path} is empty ({len(raw)} bytes); give a CSV with a header row and one row per run"
         )
     text = _text(raw, path)
-    sep = _delimiter(text[:SNIFF_BYTES])
+    sep = sep or _delimiter(text)
     try:
         df = pd.read_csv(io.StringIO(text), sep=sep)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
@@ -110,8 +122,9 @@ def check_manifest(directory: Path, name: str, raw: bytes) -> None:
 
 
 def read_sweep_table(directory: Path, name: str, allow_empty: bool = False) -> pd.DataFrame:
-    """`directory/name`, checked against the sweep's manifest when there is one."""
+    """`directory/name`, checked against the sweep's manifest when there is one. The sweep
+    writes commas, so nothing is sniffed (a JSON cell full of other separators cannot mislead)."""
     path = directory / name
     raw = read_bytes(path)
     check_manifest(directory, name, raw)
-    return frame_from_bytes(raw, path, allow_empty)
+    return frame_from_bytes(raw, path, allow_empty, sep=",")

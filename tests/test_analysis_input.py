@@ -38,6 +38,14 @@ def test_delimiter_is_sniffed(frame, tmp_path, sep):
     np.testing.assert_allclose(pts["D"], frame["flops"] / (6 * frame["params"]), rtol=1e-12)
 
 
+def test_separators_inside_quoted_cells_do_not_fool_the_sniffer(frame, tmp_path):
+    path = tmp_path / "runs.csv"
+    note = '{"policy":"tuned;per size","law":"a|b|c"}'
+    frame.assign(note=note).to_csv(path, index=False)
+    ds = load(path)
+    assert len(ds.points) == len(frame) and ds.raw["note"].iloc[0] == note
+
+
 def test_empty_file_is_one_clear_error(tmp_path, capsys):
     (tmp_path / "empty.csv").write_bytes(b"")
     (tmp_path / "header.csv").write_text("N,D,loss\n")
