@@ -28,15 +28,19 @@ def has_ci(ci: list | None) -> bool:
     return bool(ci) and all(x is not None and np.isfinite(x) for x in ci)
 
 
-def _formatter(lo: float, hi: float, digits: int):
-    """A number format for the values of one interval, resolving its width to `digits`."""
+def _formatter(lo: float, hi: float, digits: int, value: float | None = None):
+    """A number format for the values of one interval, resolving its width to `digits`;
+    with `value`, also enough decimals to give the value itself `digits` digits."""
     big = max(abs(lo), abs(hi))
     width = hi - lo
     if big == 0 or width <= 0 or not math.isfinite(width):
         return lambda x: fmt(x, digits + 1)
     w_exp = math.floor(math.log10(width))
     if FIXED_RANGE[0] <= big < FIXED_RANGE[1]:
-        decimals = min(max(digits - 1 - w_exp, 0), MAX_DECIMALS)
+        decimals = max(digits - 1 - w_exp, 0)
+        if value:
+            decimals = max(decimals, digits - 1 - math.floor(math.log10(abs(value))))
+        decimals = min(decimals, MAX_DECIMALS)
 
         def fixed(x: float) -> str:
             text = f"{x:.{decimals}f}"
@@ -60,5 +64,5 @@ def with_ci(value: float, ci: list[float] | None, digits: int = 2) -> str:
     significant digits) when the interval is not determined."""
     if not has_ci(ci) or value is None or not np.isfinite(value):
         return fmt(value, 3)
-    f = _formatter(float(ci[0]), float(ci[1]), digits)  # type: ignore[index]
+    f = _formatter(float(ci[0]), float(ci[1]), digits, value)  # type: ignore[index]
     return f"{f(value)} {ci_text(ci, digits)}"

@@ -38,6 +38,7 @@ def test_value_rounded_like_its_interval():
     assert with_ci(0.51386, [0.4806, 0.5571]) == "0.514 [0.481, 0.557]"
     assert with_ci(19.33, [7.834, 30.25]) == "19 [8, 30]"
     assert with_ci(0.51386, None) == "0.514"
+    assert with_ci(0.2531, [0.031, 12.4]) == "0.25 [0, 12]"  # the value keeps 2 digits
 
 
 @pytest.fixture(scope="module")
