@@ -210,3 +210,18 @@ def test_torn_results_csv_refused_when_a_manifest_says_so(frame, tmp_path, capsy
         load(tmp_path)
     (tmp_path / "tables.json").unlink()  # an old sweep: no manifest, no check
     assert load(tmp_path).curves is None
+
+
+def test_text_output_says_which_column_and_scale_must_be_positive(frame, tmp_path, capsys):
+    path = tmp_path / "runs.csv"
+    frame.rename(columns={"loss": "val_loss"}).assign(train_loss=frame["loss"]).to_csv(
+        path, index=False
+    )
+    args = ["fit", str(path), "--approach", "3", "--bootstrap", "0", "--bootstrap-a3", "0"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "loss read from   val_loss" in out and "N read from      params" in out
+    assert "D read from      derived: C / (6 N)" in out
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--n-scale=0"])
+    assert exit_info.value.code == 2 and "not a positive number" in capsys.readouterr().err
