@@ -178,7 +178,10 @@ def _newton_block(
     theta = np.array(theta0_Rx5, dtype=float, copy=True)
     w_Rxn = np.asarray(w_Rxn, dtype=float)
     R = theta.shape[0]
-    f = np.full(R, np.inf)
+    # Objective, gradient and Hessian at the current theta of every problem. A trial point
+    # gets all three at once (not the objective alone): most steps are accepted, and then
+    # the next iteration needs them there anyway.
+    f, g, H = objective_grad_hess(theta, logN_n, logD_n, logL_n, w_Rxn, delta)
     converged = np.zeros(R, dtype=bool)
     lam = np.full(R, 1e-3)
     active = np.arange(R)
@@ -186,14 +189,14 @@ def _newton_block(
     while active.size and iterations < max_iter:
         iterations += 1
         th, w = theta[active], w_Rxn[active]
-        f_a, g_a, H_a = objective_grad_hess(th, logN_n, logD_n, logL_n, w, delta)
-        f[active] = f_a
+        f_a, g_a = f[active], g[active]
         gnorm_small = np.max(np.abs(g_a), axis=1) <= 1e-15 * np.maximum(f_a, 1e-300)
-        step = _damped_steps(g_a, H_a, lam[active])
-        f_new = objective(th + step, logN_n, logD_n, logL_n, w, delta)
+        step = _damped_steps(g_a, H[active], lam[active])
+        f_new, g_new, H_new = objective_grad_hess(th + step, logN_n, logD_n, logL_n, w, delta)
         ok = np.isfinite(f_new) & (f_new <= f_a)
-        theta[active[ok]] = th[ok] + step[ok]
-        f[active[ok]] = f_new[ok]
+        moved = active[ok]
+        theta[moved] = th[ok] + step[ok]
+        f[moved], g[moved], H[moved] = f_new[ok], g_new[ok], H_new[ok]
         lam[active] = np.where(ok, np.maximum(lam[active] / 3.0, 1e-12), lam[active] * 4.0)
         tiny = (f_a - f_new <= rtol * f_a) & (np.max(np.abs(step), axis=1) <= 1e-9)
         # No damping finds a decrease: a minimum to machine precision.
