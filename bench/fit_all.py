@@ -13,6 +13,8 @@ shared machine wall time includes waiting for a core, so the load average is rec
 
     .venv/bin/python bench/fit_all.py              # writes bench/results/fit_all.json
     .venv/bin/python bench/fit_all.py --repeats 5
+    git archive OLD analysis experiments lab | tar -x -C /tmp/base   # then, same load for both:
+    .venv/bin/python bench/fit_all.py --baseline /tmp/base
 """
 
 from __future__ import annotations
@@ -38,18 +40,27 @@ def _child_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def time_command(repeats: int) -> list[dict[str, float]]:
-    """Wall and CPU seconds of the whole command in a fresh interpreter, `repeats` times."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    runs = []
+def _run_once(tree: Path) -> dict[str, float]:
+    """Wall and CPU seconds of the command run from `tree` (cwd and PYTHONPATH: that tree)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    cpu0, t0 = _child_cpu(), time.perf_counter()
+    done = subprocess.run(COMMAND, cwd=tree, env=env, capture_output=True, text=True)
+    wall, cpu = time.perf_counter() - t0, _child_cpu() - cpu0
+    if done.returncode != 0:
+        raise SystemExit(f"fit failed in {tree} ({done.returncode}): {done.stderr.strip()}")
+    json.loads(done.stdout)  # the document is whole
+    return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
+
+
+def time_command(repeats: int, baseline: Path | None) -> dict[str, list[dict[str, float]]]:
+    """The command in a fresh interpreter, `repeats` times; with `baseline` (another source
+    tree, e.g. `git archive` of an older commit), that tree's command alternately with this
+    one's, so both see the same load on a shared machine."""
+    runs: dict[str, list[dict[str, float]]] = {"this": [], **({"baseline": []} if baseline else {})}
     for _ in range(repeats):
-        cpu0, t0 = _child_cpu(), time.perf_counter()
-        done = subprocess.run(COMMAND, cwd=ROOT, env=env, capture_output=True, text=True)
-        wall, cpu = time.perf_counter() - t0, _child_cpu() - cpu0
-        if done.returncode != 0:
-            raise SystemExit(f"fit failed ({done.returncode}): {done.stderr.strip()}")
-        json.loads(done.stdout)  # the document is whole
-        runs.append({"wall_s": round(wall, 3), "cpu_s": round(cpu, 3)})
+        runs["this"].append(_run_once(ROOT))
+        if baseline:
+            runs["baseline"].append(_run_once(baseline))
     return runs
 
 
@@ -89,11 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="TREE",
+        help="also time the command of this source tree, alternately (same load)",
+    )
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     load_before = os.getloadavg()[0]
-    command = time_command(args.repeats)
+    runs = time_command(args.repeats, args.baseline)
     in_process = time_in_process(args.repeats)
+    command = runs["this"]
     best = min(r["wall_s"] for r in command)
     result = {
         "command": " ".join(["scaling-lab", *COMMAND[3:]]),
@@ -110,12 +128,25 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         },
     }
+    if args.baseline:
+        base = runs["baseline"]
+        result["baseline"] = {
+            "tree": str(args.baseline),
+            "runs": base,
+            "best_wall_s": min(r["wall_s"] for r in base),
+            "best_cpu_s": min(r["cpu_s"] for r in base),
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(
         f"fit --approach all (command): best {best:.2f} s wall, "
         f"{result['command_best_cpu_s']:.2f} s CPU over {args.repeats} runs (target {TARGET_S} s)"
     )
+    if args.baseline:
+        b = result["baseline"]
+        print(
+            f"  baseline {args.baseline}: best {b['best_wall_s']:.2f} s wall, {b['best_cpu_s']:.2f} s CPU"
+        )
     for name, v in in_process.items():
         print(f"  {name}: {v}")
     print(f"load average {result['machine']['load_average_1min']}; wrote {args.out}")
