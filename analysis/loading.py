@@ -162,13 +162,18 @@ def _run_ids(
     return pd.Series([f"row{i}" for i in range(len(df))], index=df.index)
 
 
-def drop_reasons(points: pd.DataFrame) -> tuple[pd.Series, dict[str, int]]:
+def drop_reasons(
+    points: pd.DataFrame, taken: Mapping[str, str] | None = None
+) -> tuple[pd.Series, dict[str, int]]:
     """Rows unusable for a fit, and how many for each reason (a row counts once, first reason).
 
     Reasons: a missing value (an empty cell or NaN), an infinite one, or a count or loss that
-    is not positive. Without an N column (frontier-only data) only C and loss are checked.
+    is not positive. Columns read from the table are checked before derived ones (`taken`),
+    so a bad C is reported as C, not as the D derived from it. Without an N column
+    (frontier-only data) only C and loss are checked.
     """
     cols = ["N", "D", "C", "loss"] if points["N"].notna().any() else ["C", "loss"]
+    cols.sort(key=lambda c: str((taken or {}).get(c, "")).startswith("derived"))
     bad = pd.Series(False, index=points.index)
     counts: dict[str, int] = {}
     for col in cols:
@@ -185,9 +190,11 @@ def drop_reasons(points: pd.DataFrame) -> tuple[pd.Series, dict[str, int]]:
     return bad, counts
 
 
-def _validate(points: pd.DataFrame, what: str, warnings: list[str]) -> pd.DataFrame:
+def _validate(
+    points: pd.DataFrame, what: str, warnings: list[str], taken: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """The usable rows; the dropped ones counted by reason in one warning."""
-    bad, counts = drop_reasons(points)
+    bad, counts = drop_reasons(points, taken)
     if bad.all():
         raise AnalysisError(
             f"no usable {what}: every row has a missing or non-positive N, D, C or loss "
@@ -231,7 +238,7 @@ def from_frame(
     table = _resolve_nc(df, conventions, mapping, warnings, taken, scales)
     _extra_columns(df, table, mapping)
     table.insert(0, "run_id", _run_ids(df, run_cols, mapping).to_numpy())
-    table = _validate(table, "rows", warnings)
+    table = _validate(table, "rows", warnings, taken)
     curves = None
     if table["run_id"].duplicated().any():
         curves = table.sort_values(["run_id", "D"]).reset_index(drop=True)

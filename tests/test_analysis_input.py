@@ -15,6 +15,7 @@ from analysis.approach2 import budget_groups, isoflop_minima
 from analysis.approach3 import compute_optimal, param_array
 from analysis.errors import AnalysisError
 from analysis.examples import chinchilla_frame
+from analysis.loading import from_frame
 from analysis.pipeline import run_fits
 from analysis.sources import load
 from analysis.synthetic import CHINCHILLA_PUBLISHED, isoflop_grid
@@ -57,22 +58,30 @@ def test_empty_file_is_one_clear_error(tmp_path, capsys):
             assert says in err and "Traceback" not in err and len(err.splitlines()) == 1
 
 
-def test_dropped_rows_counted_by_reason(frame):
+def test_dropped_rows_counted_by_reason(frame, tmp_path):
     df = frame.copy()
-    df.loc[[3, 4], "loss"] = np.nan
+    df.loc[[3, 4], "loss"] = np.nan  # written as empty cells
     df.loc[5, "loss"] = -1.0
     df.loc[7, "params"] = np.nan
     df.loc[8, "loss"] = 0.0
-    ds = load_frame(df)
-    assert len(ds.points) == len(df) - 5
+    df.loc[9, "flops"] = np.inf
+    path = tmp_path / "runs.csv"
+    df.to_csv(path, index=False)
+    assert ",," in path.read_text() or path.read_text().count(",\n") >= 2  # real empty cells
+    ds = load(path)
+    assert len(ds.points) == len(df) - 6
     (w,) = [w for w in ds.warnings if "dropped" in w]
-    assert w.startswith(f"5 of {len(df)} rows dropped:")
-    assert "1 with missing N" in w and "2 with missing loss" in w and "2 with loss <= 0" in w
+    assert w.startswith(f"6 of {len(df)} rows dropped:")
+    for part in (
+        "1 with missing N",
+        "2 with missing loss",
+        "2 with loss <= 0",
+        "1 with infinite C",
+    ):
+        assert part in w
 
 
 def load_frame(df: pd.DataFrame, **kw):
-    from analysis.loading import from_frame
-
     return from_frame(df, **kw)
 
 
