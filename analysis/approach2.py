@@ -130,7 +130,7 @@ def _budget_interval(
 
 
 @dataclass
-class _Minima:
+class IsoflopMinima:
     """Per-budget parabola minima and their bootstrap vertices (before the frontier fit)."""
 
     table: pd.DataFrame
@@ -148,7 +148,7 @@ def isoflop_minima(
     k_nearest: int | None = None,
     include_edge: bool = False,
     level: float = DEFAULT_LEVEL,
-) -> _Minima:
+) -> IsoflopMinima:
     """Every budget's IsoFLOP parabola and its minimum (flagged `edge` when not bracketed)."""
     budgets = budget_groups(points)
     groups, warnings = [], []
@@ -238,7 +238,7 @@ def isoflop_minima(
             )
             boot_n.append(np.exp(xn_b))
             boot_d.append(np.exp(xd_b))
-    return _Minima(pd.DataFrame(rows), boot_n, boot_d, warnings, pool, boot)
+    return IsoflopMinima(pd.DataFrame(rows), boot_n, boot_d, warnings, pool, boot)
 
 
 def fit_approach2(

@@ -45,7 +45,7 @@ def default_at(ds: Dataset) -> tuple[float, ...]:
 
 
 NAMES = {"1": "Approach 1", "2": "Approach 2", "3": "Approach 3"}
-SCHEMA_VERSION = 2  # of the `fit --json` document; 2 adds columns, dropped rows, schema_version
+SCHEMA_VERSION = 2  # of the `fit --json` document (2: schema_version and `columns` added)
 
 
 def run_fits(
