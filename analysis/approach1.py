@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.allocation import AllocationLaw
-from analysis.bootstrap import DEFAULT_LEVEL, percentile_ci, resample_weights
+from analysis.bootstrap import DEFAULT_LEVEL, ci_dict, resample_weights
 from analysis.errors import FitError
 from analysis.powerlaw import loglog_fit
 
@@ -120,6 +120,6 @@ def fit_approach1(
         sa, skN = loglog_fit(grid_G, NB)
         sb, skD = loglog_fit(grid_G, DB)
         fit.samples = {"a": sa, "b": sb, "log_kN": skN, "log_kD": skD}
-        fit.ci = {"a": list(percentile_ci(sa, level)), "b": list(percentile_ci(sb, level))}
+        fit.ci = ci_dict({"a": sa, "b": sb}, level)
         fit.diagnostics["bootstrap"] = {"resamples": n_boot, "seed": seed}
     return fit

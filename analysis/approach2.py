@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.allocation import AllocationLaw
-from analysis.bootstrap import DEFAULT_LEVEL, invalid_fraction, percentile_ci
+from analysis.bootstrap import DEFAULT_LEVEL, ci_dict, invalid_fraction, percentile_ci
 from analysis.errors import FitError
 from analysis.powerlaw import loglog_fit
 
@@ -69,7 +69,10 @@ def parabola_minima(x: np.ndarray, y: np.ndarray, w_Rxn: np.ndarray) -> tuple:
     y_Rxn = np.broadcast_to(y, w_Rxn.shape)
     XtX = np.einsum("rn,ni,nj->rij", w_Rxn, X_nx3, X_nx3)
     Xty = np.einsum("rn,ni,rn->ri", w_Rxn, X_nx3, y_Rxn)
-    distinct = np.array([np.unique(x[row > 0]).size for row in w_Rxn])
+    values, which = np.unique(x, return_inverse=True)
+    onehot_nxU = np.zeros((x.size, values.size))
+    onehot_nxU[np.arange(x.size), which] = 1.0
+    distinct = ((w_Rxn > 0) @ onehot_nxU > 0).sum(axis=1)  # distinct x with weight, per row
     ok = distinct >= 3
     coef = np.full((w_Rxn.shape[0], 3), np.nan)
     coef[ok] = np.linalg.solve(XtX[ok], Xty[ok][:, :, None])[:, :, 0]
@@ -126,19 +129,27 @@ def _budget_interval(
     return [lo, hi]
 
 
-def fit_approach2(
+@dataclass
+class IsoflopMinima:
+    """Per-budget parabola minima and their bootstrap vertices (before the frontier fit)."""
+
+    table: pd.DataFrame
+    boot_n: list[np.ndarray]
+    boot_d: list[np.ndarray]
+    warnings: list[str]
+    pool: np.ndarray
+    boot: int
+
+
+def isoflop_minima(
     points: pd.DataFrame,
-    n_boot: int = 1000,
+    n_boot: int = 0,
     seed: int = 0,
     k_nearest: int | None = None,
     include_edge: bool = False,
     level: float = DEFAULT_LEVEL,
-) -> Approach2Fit:
-    """IsoFLOP parabolas per budget, then N_opt ~ C^a and D_opt ~ C^b over clean budgets.
-
-    Intervals come from a fixed-design residual bootstrap (module docstring); a budget with
-    3 sizes or fewer, or whose resamples too often have no minimum, gets no interval.
-    """
+) -> IsoflopMinima:
+    """Every budget's IsoFLOP parabola and its minimum (flagged `edge` when not bracketed)."""
     budgets = budget_groups(points)
     groups, warnings = [], []
     for C_b in np.unique(budgets):
@@ -168,63 +179,83 @@ def fit_approach2(
     boot = n_boot if pool.size else 0
     rng = np.random.default_rng(seed)
     rows, boot_n, boot_d = [], [], []
-    for C_b, m, logN, logD, loss, sizes, sel, fitted, resid in groups:
-        xn, ln_min, coef_n = parabola_minima(logN, loss, sel[None, :].astype(float))
-        xd, _, coef_d = parabola_minima(logD, loss, sel[None, :].astype(float))
-        xn_b = xd_b = np.zeros(0)
-        if boot:
-            own = resid[np.isfinite(resid)]
-            draw = own - own.mean() if own.size else pool - pool.mean()
-            y_star = fitted[None, :] + draw[rng.integers(0, draw.size, size=(boot, sel.sum()))]
-            ones = np.ones((boot, sel.sum()))
-            xn_b = parabola_minima(logN[sel], y_star, ones)[0]
-            xd_b = parabola_minima(logD[sel], y_star, ones)[0]
-        means = pd.Series(loss).groupby(logN).mean()
-        best_size = means.idxmin()
-        used = np.unique(logN[sel])
-        edge = (
-            not np.isfinite(xn[0])
-            or xn[0] <= used.min()
-            or xn[0] >= used.max()
-            or best_size in (used.min(), used.max())
-        )
-        if edge:
-            warnings.append(
-                f"budget {C_b:.3g}: IsoFLOP minimum at or beyond the edge of the sampled sizes "
-                f"({np.exp(used.min()):.3g}..{np.exp(used.max()):.3g} params); "
-                + (
-                    "kept in the frontier fit (include_edge)"
-                    if include_edge
-                    else "left out of the frontier fit"
-                )
+    # A resample's vertex far outside the sizes overflows exp to inf: an invalid resample,
+    # counted as such (`percentile_ci`), not a RuntimeWarning on the analyst's terminal.
+    with np.errstate(over="ignore"):
+        for C_b, m, logN, logD, loss, sizes, sel, fitted, resid in groups:
+            xn, ln_min, coef_n = parabola_minima(logN, loss, sel[None, :].astype(float))
+            xd, _, coef_d = parabola_minima(logD, loss, sel[None, :].astype(float))
+            xn_b = xd_b = np.zeros(0)
+            if boot:
+                own = resid[np.isfinite(resid)]
+                draw = own - own.mean() if own.size else pool - pool.mean()
+                y_star = fitted[None, :] + draw[rng.integers(0, draw.size, size=(boot, sel.sum()))]
+                ones = np.ones((boot, sel.sum()))
+                xn_b = parabola_minima(logN[sel], y_star, ones)[0]
+                xd_b = parabola_minima(logD[sel], y_star, ones)[0]
+            means = pd.Series(loss).groupby(logN).mean()
+            best_size = means.idxmin()
+            used = np.unique(logN[sel])
+            edge = (
+                not np.isfinite(xn[0])
+                or xn[0] <= used.min()
+                or xn[0] >= used.max()
+                or best_size in (used.min(), used.max())
             )
-        n_ci = d_ci = None
-        if boot:
-            n_ci = _budget_interval(C_b, np.exp(xn_b), xn[0], used.size, level, warnings)
-            d_ci = _budget_interval(C_b, np.exp(xd_b), xd[0], used.size, level, [])
-        rows.append(
-            {
-                "budget": float(C_b),
-                "n_runs": int(m.sum()),
-                "n_sizes": int(sizes.size),
-                "sizes_used": int(used.size),
-                "N_opt": float(np.exp(xn[0])),
-                "D_opt": float(np.exp(xd[0])),
-                "loss_opt": float(ln_min[0]),
-                "N_opt_ci": n_ci,
-                "D_opt_ci": d_ci,
-                "boot_invalid": invalid_fraction(xn_b) if boot else None,
-                "edge": bool(edge),
-                "in_frontier": bool(include_edge or not edge),
-                "coef_logN": coef_n[0].tolist(),
-                "coef_logD": coef_d[0].tolist(),
-                "N_min_sampled": float(np.exp(used.min())),
-                "N_max_sampled": float(np.exp(used.max())),
-            }
-        )
-        boot_n.append(np.exp(xn_b))
-        boot_d.append(np.exp(xd_b))
-    table = pd.DataFrame(rows)
+            if edge:
+                warnings.append(
+                    f"budget {C_b:.3g}: IsoFLOP minimum at or beyond the edge of the sampled sizes "
+                    f"({np.exp(used.min()):.3g}..{np.exp(used.max()):.3g} params); "
+                    + (
+                        "kept in the frontier fit (include_edge)"
+                        if include_edge
+                        else "left out of the frontier fit"
+                    )
+                )
+            n_ci = d_ci = None
+            if boot:
+                n_ci = _budget_interval(C_b, np.exp(xn_b), xn[0], used.size, level, warnings)
+                d_ci = _budget_interval(C_b, np.exp(xd_b), xd[0], used.size, level, [])
+            rows.append(
+                {
+                    "budget": float(C_b),
+                    "n_runs": int(m.sum()),
+                    "n_sizes": int(sizes.size),
+                    "sizes_used": int(used.size),
+                    "N_opt": float(np.exp(xn[0])),
+                    "D_opt": float(np.exp(xd[0])),
+                    "loss_opt": float(ln_min[0]),
+                    "N_opt_ci": n_ci,
+                    "D_opt_ci": d_ci,
+                    "boot_invalid": invalid_fraction(xn_b) if boot else None,
+                    "edge": bool(edge),
+                    "in_frontier": bool(include_edge or not edge),
+                    "coef_logN": coef_n[0].tolist(),
+                    "coef_logD": coef_d[0].tolist(),
+                    "N_min_sampled": float(np.exp(used.min())),
+                    "N_max_sampled": float(np.exp(used.max())),
+                }
+            )
+            boot_n.append(np.exp(xn_b))
+            boot_d.append(np.exp(xd_b))
+    return IsoflopMinima(pd.DataFrame(rows), boot_n, boot_d, warnings, pool, boot)
+
+
+def fit_approach2(
+    points: pd.DataFrame,
+    n_boot: int = 1000,
+    seed: int = 0,
+    k_nearest: int | None = None,
+    include_edge: bool = False,
+    level: float = DEFAULT_LEVEL,
+) -> Approach2Fit:
+    """IsoFLOP parabolas per budget, then N_opt ~ C^a and D_opt ~ C^b over clean budgets.
+
+    Intervals come from a fixed-design residual bootstrap (module docstring); a budget with
+    3 sizes or fewer, or whose resamples too often have no minimum, gets no interval.
+    """
+    m = isoflop_minima(points, n_boot, seed, k_nearest, include_edge, level)
+    table, warnings, pool, boot = m.table, m.warnings, m.pool, m.boot
     use = (
         table["in_frontier"] & np.isfinite(table["N_opt"]) & np.isfinite(table["D_opt"])
     ).to_numpy()
@@ -246,8 +277,8 @@ def fit_approach2(
         level=level,
     )
     if boot:
-        nb = np.stack(boot_n, axis=1)[:, use]
-        db = np.stack(boot_d, axis=1)[:, use]
+        nb = np.stack(m.boot_n, axis=1)[:, use]
+        db = np.stack(m.boot_d, axis=1)[:, use]
         # A budget without a minimum in some resample (in N or in D) is left out of that
         # resample's frontier line, in both laws alike; how often is reported, and a budget
         # that fails too often has no interval of its own (see `_budget_interval`).
@@ -259,9 +290,7 @@ def fit_approach2(
         sb, skD = loglog_fit(C, db)
         fit.samples = {"a": sa, "b": sb, "log_kN": skN, "log_kD": skD}
         fit.ci = {
-            k: ci
-            for k, v in (("a", sa), ("b", sb))
-            if np.isfinite((ci := list(percentile_ci(v, level)))[0])
+            k: ci for k, ci in ci_dict({"a": sa, "b": sb}, level).items() if np.isfinite(ci[0])
         }
         if bad.mean() > (1 - level) / 2:
             warnings.append(
@@ -280,7 +309,9 @@ def fit_approach2(
             "pooled_residuals": int(pool.size),
             "residual_sd": float(pool.std(ddof=1)) if pool.size > 1 else None,
             "invalid_fraction_frontier": float(bad.mean()),
-            "invalid_fraction_by_budget": {f"{r['budget']:.4g}": r["boot_invalid"] for r in rows},
+            "invalid_fraction_by_budget": {
+                f"{b:.4g}": v for b, v in zip(table["budget"], table["boot_invalid"], strict=True)
+            },
         }
     fit.diagnostics["budgets_in_frontier"] = int(use.sum())
     fit.diagnostics["k_nearest"] = k_nearest

@@ -57,5 +57,5 @@ def percentile_ci(
 
 
 def ci_dict(samples: dict[str, np.ndarray], level: float = DEFAULT_LEVEL) -> dict[str, list[float]]:
-    """Percentile CIs of each named sample array."""
+    """Percentile CIs of each named sample array: the one place fits turn draws into `ci`."""
     return {k: list(percentile_ci(v, level)) for k, v in samples.items()}

@@ -19,9 +19,13 @@ RAW = argparse.RawDescriptionHelpFormatter
 FIT_HELP = """\
 Fit scaling laws to a results table and print them.
 
-SOURCE is a sweep directory (results.csv, and curves.csv for Approach 1) or any CSV with
-columns for N, D and/or C, and loss (matched case-insensitively; aliases such as params,
-tokens, flops, "Model Size", "Training FLOP" work). D is derived from C = 6ND when absent.
+SOURCE is a sweep directory (results.csv, and curves.csv for Approach 1; checked against its
+tables.json manifest when there is one) or any CSV, comma-, tab-, semicolon- or
+pipe-separated, with columns for N, D and/or C, and loss (matched case-insensitively; aliases
+such as params, tokens, flops, "Model Size", "Training FLOP" work; the output says which
+column it took). D is derived from C = 6ND when absent; with C and loss alone, only the
+loss-vs-compute frontier is fitted. Rows with a missing, infinite or non-positive value are
+dropped and counted by reason in the warnings.
 Fits: the loss-vs-compute frontier; Approach 1 (envelope of training curves); Approach 2
 (IsoFLOP parabolas); Approach 3 (L(N,D) = E + A/N^alpha + B/D^beta, Huber on log
 residuals); Kaplan-style L(N), L(D). Every interval is a seeded percentile bootstrap over
@@ -33,12 +37,23 @@ examples:
   scaling-lab fit runs/demo --json --at 1e21,5.88e23 > fit.json
   scaling-lab fit --example misfitting --approach 1 --params nonemb
   scaling-lab fit my.csv --n "Model Size" --c "Training FLOP" --loss loss
-  scaling-lab fit runs/demo --holdout-largest"""
+  scaling-lab fit runs/demo --holdout-largest
+  scaling-lab fit runs.tsv --n params_M --n-scale 1e6     # N given in millions
+
+exit codes:
+  0    the fits ran; with --approach all, a fit the data cannot support is listed as
+       skipped (with the reason) in the warnings
+  2    bad input (empty or torn file, missing or mis-scaled column, bad option), or the
+       approach asked for with --approach 1|2|3 cannot be fitted on this data (the
+       message says why), or no fit at all can run; nothing is printed on stdout"""
 
 REPORT_HELP = """\
 Write a report of every fit: one self-contained HTML page (figures embedded) and a
-Markdown file with the tables, conventions, warnings and provenance, plus each figure
-as PNG and SVG under REPORT_DIR/figures."""
+Markdown file. It opens with a summary (a, b and tokens per parameter with intervals, the
+held-out check, the plan at the largest budget) and a table of contents; each section's
+table is followed by its figures, captioned with what to look for; then warnings and
+provenance. Each figure is also written as PNG and SVG under REPORT_DIR/figures. Exit
+codes as for fit."""
 
 REPORT_EPILOG = """\
 examples:
@@ -107,6 +122,14 @@ def _source_args(p: argparse.ArgumentParser) -> None:
             metavar="COLUMN",
             help=f"column holding {col.upper() if col in 'ndc' else col}",
         )
+    for col, unit in (("n", "parameters"), ("d", "tokens")):
+        p.add_argument(
+            f"--{col}-scale",
+            type=_positive,
+            default=1.0,
+            metavar="FACTOR",
+            help=f"multiply the {col.upper()} column by FACTOR ({unit} given in millions: 1e6)",
+        )
     p.add_argument(
         "--run-cols", help="comma-separated columns that together identify a run (curves)"
     )
@@ -160,6 +183,16 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number (e.g. 1e6)")
+    return value
+
+
 def run(argv: list[str]) -> int:
     """Run one analysis command (`fit`, `report`, `plan`) from its arguments, for callers
     inside the project (the demo); an `AnalysisError` propagates to the caller."""
@@ -183,7 +216,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--approach", choices=["1", "2", "3", "all"], default="all", help="which fits (default all)"
     )
     fit.add_argument(
-        "--json", action="store_true", help="print one JSON document (one object per approach)"
+        "--json",
+        action="store_true",
+        help="print one JSON document (one object per approach; its schema_version says "
+        "which layout)",
     )
     fit.add_argument(
         "-o",
@@ -261,7 +297,7 @@ def _plan_args(plan: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from analysis.loading import load
+    from analysis.sources import load
 
     conv = Conventions(args.params, args.flops)
     if args.example:
@@ -274,10 +310,13 @@ def _load(args: argparse.Namespace):
         if (v := getattr(args, f"col_{k}"))
     }
     run_cols = args.run_cols.split(",") if args.run_cols else None
-    return load(args.source, conv, mapping, run_cols, args.include_tuning, args.drop_highest)
+    scales = {"N": args.n_scale, "D": args.d_scale}
+    return load(
+        args.source, conv, mapping, run_cols, args.include_tuning, args.drop_highest, scales
+    )
 
 
-def _analyse(args: argparse.Namespace, approaches: tuple[str, ...]):
+def _analyse(args: argparse.Namespace, approaches: tuple[str, ...], strict: bool = False):
     from analysis.holdout import holdout_largest
     from analysis.pipeline import run_fits
 
@@ -297,6 +336,7 @@ def _analyse(args: argparse.Namespace, approaches: tuple[str, ...]):
         args.k_nearest,
         args.include_edge,
         at,
+        strict,
     )
     hold = holdout_largest(ds.points, args.k_nearest) if args.holdout_largest else None
     return an, hold
@@ -315,10 +355,10 @@ def _print_tables(tabs) -> None:
 def fit_command(args: argparse.Namespace) -> int:
     """Fit, then print tables or one JSON document."""
     from analysis.pipeline import clean, fit_document
-    from analysis.report import tables
+    from analysis.report_tables import tables
 
     approaches = ("1", "2", "3") if args.approach == "all" else (args.approach,)
-    an, hold = _analyse(args, approaches)
+    an, hold = _analyse(args, approaches, strict=args.approach != "all")
     doc = fit_document(an)
     if hold is not None:
         doc["holdout_largest"] = clean(hold)
@@ -333,10 +373,18 @@ def fit_command(args: argparse.Namespace) -> int:
 
 def report_command(args: argparse.Namespace) -> int:
     """Fit everything and write report.html, report.md and figures."""
+    from analysis.errors import FitError
+    from analysis.holdout import holdout_largest
     from analysis.report import write_report
 
     an, hold = _analyse(args, ("1", "2", "3"))
-    paths = write_report(an, args.out, hold, markdown_only=args.markdown_only)
+    reason = None
+    if hold is None and an.dataset.has_sizes:  # the summary's held-out check, when possible
+        try:
+            hold = holdout_largest(an.dataset.points, args.k_nearest)
+        except FitError as e:
+            reason = str(e)
+    paths = write_report(an, args.out, hold, args.markdown_only, reason)
     pages = " and ".join(str(paths[k]) for k in ("html", "markdown") if k in paths)
     print(f"wrote {pages} (figures in {paths['figures']})")
     return 0

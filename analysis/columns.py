@@ -104,6 +104,28 @@ def find_column(
     return None
 
 
+def other_candidates(df: pd.DataFrame, canonical: str, chosen: str) -> list[str]:
+    """Columns besides `chosen` that could also hold `canonical`, with different values.
+
+    Alias matches count, and for the loss any column whose name says loss (train_loss next to
+    val_loss); a copy with the same numbers (C next to C_6N) is no ambiguity.
+    """
+    names = {_norm(a) for a in ALIASES.get(canonical, (canonical,))}
+    out = []
+    for col in df.columns:
+        if col == chosen:
+            continue
+        n = _norm(col)
+        if n not in names and not (canonical == "loss" and "loss" in n):
+            continue
+        a = pd.to_numeric(df[col], errors="coerce")
+        b = pd.to_numeric(df[chosen], errors="coerce")
+        if not a.notna().any() or a.equals(b):
+            continue
+        out.append(str(col))
+    return out
+
+
 def numeric(df: pd.DataFrame, column: str) -> pd.Series:
     """The column as float64, with a clear error when it does not parse."""
     values = pd.to_numeric(df[column], errors="coerce").astype("float64")

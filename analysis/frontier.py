@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.approach2 import budget_groups
-from analysis.bootstrap import DEFAULT_LEVEL, grouped_resample_weights, percentile_ci
+from analysis.bootstrap import DEFAULT_LEVEL, ci_dict, grouped_resample_weights
 from analysis.errors import FitError
 from analysis.powerlaw import SaturatingPowerLaw, fit_power_law, fit_saturating, loglog_fit
 
@@ -38,7 +38,10 @@ class FrontierFit:
 def _best_per_budget(points: pd.DataFrame, budgets: np.ndarray, W_Rxn: np.ndarray) -> np.ndarray:
     """(R x budgets) lowest seed-averaged loss per budget among rows with positive weight."""
     uniq = np.unique(budgets)
-    keys = pd.MultiIndex.from_arrays([budgets, points["N"].to_numpy()])
+    sizes = points["N"].to_numpy(dtype=float)
+    # Seeds of one size average; without N (C and loss only) every run stands alone.
+    sizes = np.where(np.isnan(sizes), -1.0 - np.arange(sizes.size), sizes)
+    keys = pd.MultiIndex.from_arrays([budgets, sizes])
     group_n, group_keys = pd.factorize(keys)
     onehot_nxG = np.zeros((len(points), len(group_keys)))
     onehot_nxG[np.arange(len(points)), group_n] = 1.0
@@ -81,12 +84,12 @@ def fit_frontier(
         W = grouped_resample_weights(budgets, n_boot, seed)
         B = _best_per_budget(points, budgets, W)
         slope, _ = loglog_fit(uniq, B)
-        fit.ci["plain_exponent"] = list(percentile_ci(slope, level))
+        draws = {"plain_exponent": slope}
         if sat is not None:
             fits = [fit_saturating(uniq, B[r], start=sat) for r in range(min(n_boot, 100))]
             for key in ("gamma", "E"):
-                draws = np.array([getattr(f, key, np.nan) for f in fits])
-                fit.ci[key] = list(percentile_ci(draws, level))
+                draws[key] = np.array([getattr(f, key, np.nan) for f in fits])
+        fit.ci = ci_dict(draws, level)
     return fit
 
 

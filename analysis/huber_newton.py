@@ -14,12 +14,16 @@ way default-tolerance L-BFGS-B does on this tiny (~1e-3) objective.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 HUBER_DELTA = 1e-3
 N_PARAMS = 5
+BLOCK_ROWS = 500  # problems solved together: 500 x 240 float64 temporaries fit in cache
+MAX_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -80,11 +84,13 @@ def objective_grad_hess(
     h1_Rxn = w_Rxn * np.clip(r_Rxn, -delta, delta)  # w * huber'
     h2_Rxn = w_Rxn * inside_Rxn  # w * huber''
     lnN, lnD = logN_n[None, :], logD_n[None, :]
-    J_Rxnx5 = np.stack([p0, p1, p2, -p1 * lnN, -p2 * lnD], axis=2)
-    g_Rx5 = np.einsum("rn,rnk->rk", h1_Rxn, J_Rxnx5)
+    # J transposed (R x 5 x n): stacking on a leading axis writes contiguous rows, where an
+    # (R x n x 5) stack interleaves five arrays element by element (the slowest step here).
+    Jt_Rx5xn = np.stack([p0, p1, p2, -p1 * lnN, -p2 * lnD], axis=1)
+    g_Rx5 = np.einsum("rn,rkn->rk", h1_Rxn, Jt_Rx5xn)
     # Gauss-Newton part with huber'' and the softmax covariance part -h1 * J J^T.
     c_Rxn = h2_Rxn - h1_Rxn
-    H_Rx5x5 = np.matmul(J_Rxnx5.transpose(0, 2, 1) * c_Rxn[:, None, :], J_Rxnx5)
+    H_Rx5x5 = np.matmul(Jt_Rx5xn * c_Rxn[:, None, :], Jt_Rx5xn.transpose(0, 2, 1))
     # + sum_i h1_i sum_k p_ik u_ik u_ik^T, u_0 = e_e, u_1 = e_a - lnN e_alpha, u_2 = e_b - lnD e_beta.
     q1_Rxn, q2_Rxn = h1_Rxn * p1, h1_Rxn * p2
     s0 = np.sum(h1_Rxn * p0, axis=1)
@@ -124,6 +130,45 @@ def newton_fit(
     max_iter: int = 200,
     rtol: float = 1e-13,
 ) -> NewtonResult:
+    """Minimise the objective for every row of theta0 / w_Rxn, in blocks of BLOCK_ROWS rows.
+
+    The problems are independent, so blocks give the same answers bit for bit; a block's
+    (rows x points) temporaries stay in cache, which alone halves the time of 4,000
+    resamples, and blocks run on a few threads (numpy releases the GIL in its loops).
+    """
+    R = theta0_Rx5.shape[0]
+    if R <= BLOCK_ROWS:
+        return _newton_block(theta0_Rx5, logN_n, logD_n, logL_n, w_Rxn, delta, max_iter, rtol)
+    w_Rxn = np.broadcast_to(np.asarray(w_Rxn, dtype=float), (R, logL_n.size))
+    blocks = [slice(i, i + BLOCK_ROWS) for i in range(0, R, BLOCK_ROWS)]
+    workers = min(MAX_THREADS, os.cpu_count() or 1, len(blocks))
+    with ThreadPoolExecutor(workers) as pool:
+        parts = list(
+            pool.map(
+                lambda b: _newton_block(
+                    theta0_Rx5[b], logN_n, logD_n, logL_n, w_Rxn[b], delta, max_iter, rtol
+                ),
+                blocks,
+            )
+        )
+    return NewtonResult(
+        np.concatenate([p.theta_Rx5 for p in parts]),
+        np.concatenate([p.objective_R for p in parts]),
+        np.concatenate([p.converged_R for p in parts]),
+        max(p.iterations for p in parts),
+    )
+
+
+def _newton_block(
+    theta0_Rx5: np.ndarray,
+    logN_n: np.ndarray,
+    logD_n: np.ndarray,
+    logL_n: np.ndarray,
+    w_Rxn: np.ndarray,
+    delta: float,
+    max_iter: int,
+    rtol: float,
+) -> NewtonResult:
     """Minimise the objective for every row of theta0 / w_Rxn at once.
 
     A problem counts as converged when an accepted step changes the objective by less
@@ -133,7 +178,10 @@ def newton_fit(
     theta = np.array(theta0_Rx5, dtype=float, copy=True)
     w_Rxn = np.asarray(w_Rxn, dtype=float)
     R = theta.shape[0]
-    f = np.full(R, np.inf)
+    # Objective, gradient and Hessian at the current theta of every problem. A trial point
+    # gets all three at once (not the objective alone): most steps are accepted, and then
+    # the next iteration needs them there anyway.
+    f, g, H = objective_grad_hess(theta, logN_n, logD_n, logL_n, w_Rxn, delta)
     converged = np.zeros(R, dtype=bool)
     lam = np.full(R, 1e-3)
     active = np.arange(R)
@@ -141,14 +189,14 @@ def newton_fit(
     while active.size and iterations < max_iter:
         iterations += 1
         th, w = theta[active], w_Rxn[active]
-        f_a, g_a, H_a = objective_grad_hess(th, logN_n, logD_n, logL_n, w, delta)
-        f[active] = f_a
+        f_a, g_a = f[active], g[active]
         gnorm_small = np.max(np.abs(g_a), axis=1) <= 1e-15 * np.maximum(f_a, 1e-300)
-        step = _damped_steps(g_a, H_a, lam[active])
-        f_new = objective(th + step, logN_n, logD_n, logL_n, w, delta)
+        step = _damped_steps(g_a, H[active], lam[active])
+        f_new, g_new, H_new = objective_grad_hess(th + step, logN_n, logD_n, logL_n, w, delta)
         ok = np.isfinite(f_new) & (f_new <= f_a)
-        theta[active[ok]] = th[ok] + step[ok]
-        f[active[ok]] = f_new[ok]
+        moved = active[ok]
+        theta[moved] = th[ok] + step[ok]
+        f[moved], g[moved], H[moved] = f_new[ok], g_new[ok], H_new[ok]
         lam[active] = np.where(ok, np.maximum(lam[active] / 3.0, 1e-12), lam[active] * 4.0)
         tiny = (f_a - f_new <= rtol * f_a) & (np.max(np.abs(step), axis=1) <= 1e-9)
         # No damping finds a decrease: a minimum to machine precision.

@@ -1,4 +1,5 @@
-"""Load a runner sweep directory, an external CSV, or a shipped example into one `Dataset`.
+"""Turn a runner sweep directory or any results table into one `Dataset` (`sources.load`
+dispatches over inputs; `examples` builds the shipped data sets with `from_frame`).
 
 Every loader returns the same shape: `points` (one row per finished run: run_id, N, D, C,
 loss, budget, seed) and optionally `curves` (intermediate evaluations: run_id, N, D, C,
@@ -15,12 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.columns import PROVENANCE_COLUMNS, as_bool, find_column, numeric
+from analysis.columns import PROVENANCE_COLUMNS, as_bool, find_column, numeric, other_candidates
 from analysis.conventions import DEFAULT_CONVENTIONS, Conventions
+from analysis.csv_input import read_sweep_table
 from analysis.errors import AnalysisError, ColumnError
+from analysis.units import check_c_is_6nd, check_scaled_units
 
 POINT_COLUMNS = ("run_id", "N", "D", "C", "loss", "budget", "seed")
 SAMPLE_ROLES = ("smallest", "optimal", "largest")
+RESULTS, CURVES = "results.csv", "curves.csv"
 SAMPLE_KEYS = ("budget", "run_id", "N", "D", "loss", "role", "prompt", "completion")
 
 
@@ -37,17 +41,35 @@ class Dataset:
     notes: list[str] = field(default_factory=list)
     samples: list[dict] | None = None  # text samples of a sweep (samples.json), per budget
     raw: pd.DataFrame | None = None  # the table as read, every row and column (cost, MFU, ...)
+    columns: dict[str, str] = field(default_factory=dict)  # quantity -> column it was read from
 
     @property
     def has_budgets(self) -> bool:
         return bool(self.points["budget"].notna().all())
 
+    @property
+    def has_sizes(self) -> bool:
+        """False for C-and-loss-only data, where only the frontier L(C) can be fitted."""
+        return bool(self.points["N"].notna().all())
+
 
 def _resolve_nc(
-    df: pd.DataFrame, conv: Conventions, mapping: Mapping[str, str] | None, warnings: list[str]
+    df: pd.DataFrame,
+    conv: Conventions,
+    mapping: Mapping[str, str] | None,
+    warnings: list[str],
+    taken: dict[str, str] | None = None,
+    scales: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """Columns N, D, C, loss under the conventions; D from C = 6ND when absent and vice versa."""
+    """Columns N, D, C, loss under the conventions; D from C = 6ND when absent and vice versa.
+
+    `taken` records which column (or derivation) each quantity came from; `scales`
+    multiplies N and D given in millions or billions (--n-scale, --d-scale). Without an N
+    column, C and loss alone still make a frontier-only table (N, D left empty).
+    """
     mapping = dict(mapping or {})
+    taken = {} if taken is None else taken
+    scales = dict(scales or {})
     n_key = "N" if conv.params == "total" else "N_nonemb"
     if conv.params == "nonemb" and mapping.get("N"):
         mapping.setdefault("N_nonemb", mapping.pop("N"))
@@ -58,62 +80,65 @@ def _resolve_nc(
     if mapping.get("C") and c_key != "C":
         mapping[c_key] = mapping["C"]
     c_col = find_column(df, c_key, mapping)
-    if n_col is None:
+    if loss_col is None:
+        raise ColumnError(f"no loss column among {list(map(str, df.columns))}; name it with --loss")
+    if n_col is None and (c_col is None or d_col is not None):
         hint = "--n COLUMN" if conv.params == "total" else "--n COLUMN (non-embedding counts)"
         raise ColumnError(
             f"no {n_key} column ({conv.params} parameters) among {list(map(str, df.columns))}; "
             f"name it with {hint}"
         )
-    if loss_col is None:
-        raise ColumnError(f"no loss column among {list(map(str, df.columns))}; name it with --loss")
+    if conv.flops == "detailed" and c_col is None:
+        raise ColumnError(
+            "FLOP convention 'detailed' needs a detailed FLOP column (C_detailed); "
+            "name it with --c COLUMN or use --flops 6ND"
+        )
     out = pd.DataFrame(index=df.index)
-    out["N"] = numeric(df, n_col)
     out["loss"] = numeric(df, loss_col)
+    _record(df, taken, warnings, "loss", loss_col, explicit="loss" in mapping)
+    if n_col is None:  # C and loss only: the frontier L(C) is all the data support
+        out["N"], out["D"], out["C"] = np.nan, np.nan, numeric(df, str(c_col))
+        taken.update(N="(none)", D="(none)", C=str(c_col))
+        warnings.append(
+            f"no {n_key} column: only the loss-vs-compute frontier L(C) is fitted (Approaches "
+            "1-3 need N; name its column with --n)"
+        )
+        return out
+    out["N"] = numeric(df, n_col) * scales.get("N", 1.0)
+    _record(df, taken, warnings, "N", n_col, explicit=n_key in mapping)
     if d_col is not None:
-        out["D"] = numeric(df, d_col)
-    if conv.flops == "detailed":
-        if c_col is None:
-            raise ColumnError(
-                "FLOP convention 'detailed' needs a detailed FLOP column (C_detailed); "
-                "name it with --c COLUMN or use --flops 6ND"
-            )
+        out["D"] = numeric(df, d_col) * scales.get("D", 1.0)
+        _record(df, taken, warnings, "D", d_col, explicit="D" in mapping)
+    if c_col is not None:
         out["C"] = numeric(df, c_col)
-    elif c_col is not None:
-        out["C"] = numeric(df, c_col)
-        if d_col is not None:
-            _check_c_is_6nd(out, c_col, conv, warnings)
+        taken["C"] = str(c_col)
     if "D" not in out and "C" not in out:
         raise ColumnError("need tokens D or compute C (or both); name them with --d / --c")
+    given_c, given_d = "C" in out, "D" in out
     if "D" not in out:
         out["D"] = out["C"] / (6.0 * out["N"])
+        taken["D"] = f"derived: C / (6 N), {conv.params} parameters"
         warnings.append(f"D derived from C = 6ND under the {conv.params} parameter convention")
     if "C" not in out:
         out["C"] = 6.0 * out["N"] * out["D"]
+        taken["C"] = "derived: 6 N D"
+    check_scaled_units(out, given_c, given_d)
+    if conv.flops != "detailed" and given_c and given_d:
+        check_c_is_6nd(out, str(c_col), conv, warnings)
     return out
 
 
-C_TOLERANCE = 0.01  # relative disagreement between a given C and 6ND worth a warning
-
-
-def _check_c_is_6nd(out: pd.DataFrame, c_col: str, conv: Conventions, warnings: list[str]) -> None:
-    """Keep a given C that agrees with 6ND (rounding); where it disagrees, the convention wins.
-
-    Outputs say "C = 6 N D" under this convention, so a C column that is something else (a
-    detailed count, another parameter count) is replaced by 6ND, loudly.
-    """
-    six_nd = 6.0 * out["N"] * out["D"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rel = ((out["C"] - six_nd) / six_nd).abs()
-    off = rel > C_TOLERANCE
-    missing = out["C"].isna()
-    out.loc[missing, "C"] = six_nd[missing]
-    if off.any():
-        out.loc[off, "C"] = six_nd[off]
+def _record(
+    df: pd.DataFrame, taken: dict[str, str], warnings: list[str], key: str, col: str, explicit: bool
+) -> None:
+    """Note the column taken for `key`; warn when another column could have been meant."""
+    taken[key] = str(col)
+    others = [] if explicit else other_candidates(df, key, col)
+    if others:
+        flag = {"N": "--n", "D": "--d", "loss": "--loss"}[key]
         warnings.append(
-            f"C column {c_col!r} differs from 6ND ({conv.params} parameters) by more than "
-            f"{100 * C_TOLERANCE:.0f}% in {int(off.sum())} of {len(out)} rows (up to "
-            f"{100 * float(rel.max()):.3g}%); used C = 6ND there, as --flops 6ND says, and the "
-            "given C elsewhere. If the column is a detailed FLOP count, pass --flops detailed"
+            f"{key}: took column {col!r}; the table also has {', '.join(map(repr, others))} "
+            f"(choose with {flag} COLUMN)"
         )
 
 
@@ -137,12 +162,48 @@ def _run_ids(
     return pd.Series([f"row{i}" for i in range(len(df))], index=df.index)
 
 
-def _validate(points: pd.DataFrame, what: str) -> pd.DataFrame:
-    bad = ~np.isfinite(points[["N", "D", "C", "loss"]].to_numpy()).all(axis=1)
-    bad |= (points[["N", "D", "C", "loss"]] <= 0).any(axis=1)
+def drop_reasons(
+    points: pd.DataFrame, taken: Mapping[str, str] | None = None
+) -> tuple[pd.Series, dict[str, int]]:
+    """Rows unusable for a fit, and how many for each reason (a row counts once, first reason).
+
+    Reasons: a missing value (an empty cell or NaN), an infinite one, or a count or loss that
+    is not positive. Columns read from the table are checked before derived ones (`taken`),
+    so a bad C is reported as C, not as the D derived from it. Without an N column
+    (frontier-only data) only C and loss are checked.
+    """
+    cols = ["N", "D", "C", "loss"] if points["N"].notna().any() else ["C", "loss"]
+    cols.sort(key=lambda c: str((taken or {}).get(c, "")).startswith("derived"))
+    bad = pd.Series(False, index=points.index)
+    counts: dict[str, int] = {}
+    for col in cols:
+        v = points[col]
+        for reason, hit in (
+            (f"missing {col} (empty cell or NaN)", v.isna()),
+            (f"infinite {col}", np.isinf(v)),
+            (f"{col} <= 0", v <= 0),
+        ):
+            new = hit & ~bad
+            if new.any():
+                counts[reason] = int(new.sum())
+                bad |= new
+    return bad, counts
+
+
+def _validate(
+    points: pd.DataFrame, what: str, warnings: list[str], taken: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """The usable rows; the dropped ones counted by reason in one warning."""
+    bad, counts = drop_reasons(points, taken)
     if bad.all():
         raise AnalysisError(
-            f"no usable {what}: every row has a missing or non-positive N, D, C or loss"
+            f"no usable {what}: every row has a missing or non-positive N, D, C or loss "
+            f"({', '.join(f'{n} {r}' for r, n in counts.items())})"
+        )
+    if counts:
+        warnings.append(
+            f"{int(bad.sum())} of {len(points)} {what} dropped: "
+            + ", ".join(f"{n} with {r}" for r, n in counts.items())
         )
     return points.loc[~bad].reset_index(drop=True)
 
@@ -154,8 +215,12 @@ def from_frame(
     run_cols: list[str] | None = None,
     source: str = "<frame>",
     include_tuning: bool = False,
+    scales: Mapping[str, float] | None = None,
 ) -> Dataset:
-    """A Dataset from any table; several rows per run make curves, the last of each the point."""
+    """A Dataset from any table; several rows per run make curves, the last of each the point.
+
+    `scales`: factors for N and D given in other units ({"N": 1e6} for millions).
+    """
     raw = df
     warnings: list[str] = []
     status_col = find_column(df, "status", mapping)
@@ -169,10 +234,11 @@ def from_frame(
         df = df.loc[~as_bool(df[tuning_col])]
     if df.empty:
         raise AnalysisError(f"{source}: no finished runs to analyse")
-    table = _resolve_nc(df, conventions, mapping, warnings)
+    taken: dict[str, str] = {}
+    table = _resolve_nc(df, conventions, mapping, warnings, taken, scales)
     _extra_columns(df, table, mapping)
     table.insert(0, "run_id", _run_ids(df, run_cols, mapping).to_numpy())
-    table = _validate(table, "rows")
+    table = _validate(table, "rows", warnings, taken)
     curves = None
     if table["run_id"].duplicated().any():
         curves = table.sort_values(["run_id", "D"]).reset_index(drop=True)
@@ -190,6 +256,7 @@ def from_frame(
         warnings=warnings,
         provenance=provenance,
         raw=raw,
+        columns=taken,
     )
 
 
@@ -235,60 +302,36 @@ def drop_highest(ds: Dataset, k: int) -> Dataset:
 
 
 def load_sweep_dir(
-    path: Path, conventions: Conventions = DEFAULT_CONVENTIONS, include_tuning: bool = False
+    path: Path,
+    conventions: Conventions = DEFAULT_CONVENTIONS,
+    include_tuning: bool = False,
+    scales: Mapping[str, float] | None = None,
 ) -> Dataset:
-    """A runner results directory: results.csv (+ curves.csv when present)."""
-    results = path / "results.csv"
-    if not results.exists():
-        raise AnalysisError(f"{path} has no results.csv; is it a sweep directory?")
+    """A runner results directory: results.csv (+ curves.csv when present), each checked
+    against the sweep's tables.json manifest when it has one."""
+    if not (path / RESULTS).exists():
+        raise AnalysisError(f"{path} has no {RESULTS}; is it a sweep directory?")
     ds = from_frame(
-        pd.read_csv(results), conventions, source=str(path), include_tuning=include_tuning
+        read_sweep_table(path, RESULTS),
+        conventions,
+        source=str(path),
+        include_tuning=include_tuning,
+        scales=scales,
     )
     if (path / "samples.json").exists():
         ds.samples = read_samples(path / "samples.json", ds.warnings)
-    curves_path = path / "curves.csv"
-    if curves_path.exists():
-        raw = pd.read_csv(curves_path)
+    if (path / CURVES).exists():
+        raw = read_sweep_table(path, CURVES, allow_empty=True)
         if len(raw):
             raw = raw.loc[raw["run_id"].astype(str).isin(set(ds.points["run_id"]))]
             warnings: list[str] = []
-            curves = _resolve_nc(raw, conventions, None, warnings)
+            curves = _resolve_nc(raw, conventions, None, warnings, scales=scales)
             _extra_columns(raw, curves, None)
             curves.insert(0, "run_id", raw["run_id"].astype(str).to_numpy())
-            ds.curves = _validate(curves, "curve rows").sort_values(["run_id", "D"])
-            ds.warnings += [f"curves.csv: {w}" for w in warnings if "6ND" in w and "differs" in w]
+            ds.curves = _validate(curves, "curve rows", warnings).sort_values(["run_id", "D"])
+            ds.warnings += [
+                f"{CURVES}: {w}"
+                for w in warnings
+                if ("6ND" in w and "differs" in w) or "dropped" in w
+            ]
     return ds
-
-
-def load(
-    source: str | Path,
-    conventions: Conventions = DEFAULT_CONVENTIONS,
-    mapping: Mapping[str, str] | None = None,
-    run_cols: list[str] | None = None,
-    include_tuning: bool = False,
-    drop_highest_k: int | None = None,
-) -> Dataset:
-    """A sweep directory, a CSV file (plain or .gz), or `example:NAME`.
-
-    `drop_highest_k` leaves out that many highest-loss runs; for `example:chinchilla` it
-    replaces the 5 its loader drops by default (0 keeps all 245).
-    """
-    text = str(source)
-    if text.startswith("example:"):
-        from analysis.examples import load_example
-
-        name = text.split(":", 1)[1]
-        if name == "chinchilla" and drop_highest_k is not None:
-            return load_example(name, conventions, drop_highest=drop_highest_k)
-        ds = load_example(name, conventions)
-    else:
-        path = Path(text)
-        if path.is_dir():
-            ds = load_sweep_dir(path, conventions, include_tuning)
-        elif not path.exists():
-            raise AnalysisError(f"{path} does not exist; give a sweep directory or a CSV file")
-        else:
-            ds = from_frame(
-                pd.read_csv(path), conventions, mapping, run_cols, str(path), include_tuning
-            )
-    return drop_highest(ds, drop_highest_k) if drop_highest_k else ds

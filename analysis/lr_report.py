@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
-from matplotlib.figure import Figure
 
+from analysis.csv_input import read_table
 from analysis.lr_tuning import LrTuningError, fit_lr_law, picks_by_size, policy_sentence
 from analysis.table_format import Table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def results_frame(source: str) -> pd.DataFrame | None:
@@ -24,7 +27,7 @@ def results_frame(source: str) -> pd.DataFrame | None:
     csv = path / "results.csv" if path.is_dir() else path
     if not csv.exists() or csv.suffix != ".csv":
         return None
-    frame = pd.read_csv(csv)
+    frame = read_table(csv)
     return frame if "lr_policy" in frame.columns or "tuning" in frame.columns else None
 
 
@@ -66,13 +69,18 @@ def lr_tables(source: str) -> list[Table]:
 
 def lr_tuning_figure(frame: pd.DataFrame) -> Figure | None:
     """Loss vs LR per size with the fitted parabolas; LR_opt(N) with the power law."""
+    from matplotlib import colormaps  # here, so the report's tables load without matplotlib
+    from matplotlib.figure import Figure
+
+    from analysis.plots import LOSS_LABEL, plain_log_ticks
+
     tuning = _tuning_rows(frame)
     if not len(tuning):
         return None
     picks = picks_by_size(tuning["N"], tuning["peak_lr"], tuning["loss"])
     fig = Figure(figsize=(11, 4.2))
     left, right = fig.subplots(1, 2)
-    colors = colormaps["viridis"](np.linspace(0, 0.9, len(picks)))
+    colors = colormaps["viridis"](np.linspace(0, 0.85, len(picks)))
     for color, (n, pick) in zip(colors, picks.items(), strict=True):
         rows = tuning.loc[tuning["N"].astype(float) == n]
         left.scatter(rows["peak_lr"], rows["loss"], color=color, s=18, label=f"N={n:.3g}")
@@ -80,9 +88,11 @@ def lr_tuning_figure(frame: pd.DataFrame) -> Figure | None:
             x = np.linspace(np.log(pick.fit_range[0]), np.log(pick.fit_range[1]), 50)
             left.plot(np.exp(x), np.polyval(pick.coeffs, x), color=color)
         left.scatter([pick.lr], [pick.loss], color=color, marker="*", s=90, edgecolor="k")
-    left.set(xscale="log", xlabel="peak learning rate", ylabel="final loss")
+    left.set(xscale="log", xlabel="peak learning rate", ylabel=LOSS_LABEL)
+    plain_log_ticks(left.xaxis)
     left.set_title("LR tuning: loss vs LR per size (star: picked)")
-    left.legend(fontsize=7)
+    below = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.16), "frameon": False}
+    left.legend(fontsize=8, ncols=min(4, len(picks)), **below)
     sizes = np.array(list(picks))
     lrs = np.array([p.lr for p in picks.values()])
     right.scatter(sizes, lrs, color="k", label="picked LR_opt")
@@ -93,8 +103,9 @@ def lr_tuning_figure(frame: pd.DataFrame) -> Figure | None:
     except LrTuningError:
         pass
     right.set(xscale="log", yscale="log", xlabel="N (parameters)", ylabel="LR_opt")
+    plain_log_ticks(right.yaxis)
     right.set_title("fitted LR_opt(N)")
-    right.legend(fontsize=7)
+    right.legend(fontsize=8, **below)
     fig.tight_layout()
     return fig
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis.approach1 import Approach1Fit, fit_approach1
-from analysis.approach2 import Approach2Fit, fit_approach2
+from analysis.approach2 import Approach2Fit, fit_approach2, isoflop_minima
 from analysis.approach3 import Approach3Fit, fit_approach3
 from analysis.errors import FitError
 from analysis.frontier import FrontierFit, KaplanFit, fit_frontier, fit_kaplan
@@ -44,6 +44,10 @@ def default_at(ds: Dataset) -> tuple[float, ...]:
     return DEFAULT_AT
 
 
+NAMES = {"1": "Approach 1", "2": "Approach 2", "3": "Approach 3"}
+SCHEMA_VERSION = 2  # of the `fit --json` document (2: schema_version and `columns` added)
+
+
 def run_fits(
     ds: Dataset,
     approaches: tuple[str, ...] = ("1", "2", "3"),
@@ -53,49 +57,75 @@ def run_fits(
     k_nearest: int | None = None,
     include_edge: bool = False,
     at: tuple[float, ...] | None = None,
+    strict: bool = False,
 ) -> Analysis:
     """Fit what is asked and what the data support; record why the rest did not run.
 
     `at`: budgets for tokens/param; by default a sweep's own budgets (what the lab measured),
-    else Chinchilla's (1e21 and its 5.88e23).
+    else Chinchilla's (1e21 and its 5.88e23). `strict`: an asked-for approach that cannot
+    be fitted raises `FitError` with the reason (`fit --approach 2`) instead of a warning.
     """
     if at is None:
         at = default_at(ds)
     out = Analysis(ds, warnings=list(ds.warnings), at=tuple(at))
     out.options = dict(n_boot=n_boot, seed=seed, k_nearest=k_nearest, include_edge=include_edge)
     pts = ds.points
-    if "1" in approaches:
+    fitters = {
+        "1": lambda: fit_approach1(ds.curves, n_boot=n_boot, seed=seed),
+        "2": lambda: fit_approach2(
+            pts, n_boot=n_boot, seed=seed, k_nearest=k_nearest, include_edge=include_edge
+        ),
+        "3": lambda: fit_approach3(pts["N"], pts["D"], pts["loss"], n_boot=n_boot_a3, seed=seed),
+    }
+    skipped = {}
+    for key in approaches:
         try:
-            out.approach1 = fit_approach1(ds.curves, n_boot=n_boot, seed=seed)
+            if not ds.has_sizes:
+                raise FitError("the data have no N column (C and loss only)")
+            setattr(out, f"approach{key}", fitters[key]())
         except FitError as e:
-            out.warnings.append(f"Approach 1 skipped: {e}")
-    if "2" in approaches:
-        try:
-            out.approach2 = fit_approach2(
-                pts, n_boot=n_boot, seed=seed, k_nearest=k_nearest, include_edge=include_edge
-            )
-        except FitError as e:
-            out.warnings.append(f"Approach 2 skipped: {e}")
-    if "3" in approaches:
-        try:
-            out.approach3 = fit_approach3(
-                pts["N"], pts["D"], pts["loss"], n_boot=n_boot_a3, seed=seed
-            )
-        except FitError as e:
-            out.warnings.append(f"Approach 3 skipped: {e}")
+            skipped[key] = str(e)
+            out.warnings.append(f"{NAMES[key]} skipped: {e}")
+    if strict and skipped:
+        raise FitError(
+            "; ".join(f"{NAMES[k]} cannot be fitted on this data: {r}" for k, r in skipped.items())
+        )
     try:
         out.frontier = fit_frontier(pts, n_boot=min(n_boot, 200), seed=seed)
     except FitError as e:
+        skipped["frontier"] = str(e)
         out.warnings.append(f"loss-vs-compute frontier skipped: {e}")
-    out.kaplan = {v: fit_kaplan(pts, v) for v in ("N", "D")}
+    if len(skipped) == len(approaches) + 1:
+        raise FitError("no fit can run on this data: " + "; ".join(skipped.values()))
+    if ds.has_sizes:
+        out.kaplan = {v: fit_kaplan(pts, v) for v in ("N", "D")}
     for fit in (out.approach1, out.approach2):
         if fit is not None:
             out.warnings.extend(fit.warnings)
     if out.approach3 is not None:
         out.warnings.extend(out.approach3.diagnostics.get("warnings", []))
+        out.warnings.extend(_unbracketed_warning(out, k_nearest))
     if out.frontier is not None:
         out.warnings.extend(out.frontier.warnings)
     return out
+
+
+def _unbracketed_warning(an: Analysis, k_nearest: int | None) -> list[str]:
+    """Approach 3 extrapolates when no budget's sizes bracket its IsoFLOP minimum: say so."""
+    if an.approach2 is not None:
+        table = an.approach2.budgets
+    else:
+        try:
+            table = isoflop_minima(an.dataset.points, k_nearest=k_nearest).table
+        except FitError:
+            return []  # no budget with 3+ sizes: nothing to say about minima
+    if len(table) and bool(table["edge"].all()):
+        return [
+            f"Approach 3: every IsoFLOP minimum ({len(table)} budgets) lies at or beyond the "
+            "edge of the sampled sizes, so no budget brackets the optimum; its a, b and "
+            "allocations are an extrapolation of the fitted surface, not a measurement"
+        ]
+    return []
 
 
 def clean(obj: object) -> object:
@@ -204,9 +234,11 @@ def fit_document(an: Analysis) -> dict:
     """The whole `fit --json` document: source, conventions, warnings, one object per fit."""
     return clean(
         {
+            "schema_version": SCHEMA_VERSION,
             "source": an.dataset.source,
             "conventions": an.dataset.conventions.as_dict(),
             "n_runs": len(an.dataset.points),
+            "columns": an.dataset.columns,
             "at": list(an.at),
             **approach_dicts(an),
             "warnings": an.warnings,

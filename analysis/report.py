@@ -1,249 +1,97 @@
 """The report: one Markdown file and one self-contained HTML page (figures embedded as
-base64 PNG), built from the same tables so the two never disagree.
+base64 PNG), built from the same sections so the two never disagree.
+
+Order: a summary (the answer), a table of contents, then each section with its table and the
+figures that belong to it, each captioned with what to look for.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-from datetime import UTC, datetime
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis.loading import SAMPLE_ROLES
-from analysis.lr_report import lr_tables, save_lr_figures
+from analysis.lr_report import save_lr_figures
 from analysis.pipeline import Analysis
 from analysis.plots import save_all
-from analysis.reference import TOKENS_PER_PARAM_RULE, get_reference
-from analysis.study import study_tables
-from analysis.table_format import Table, ci_text, fmt, has_ci
+from analysis.report_summary import headline, summary_table
+from analysis.report_tables import samples_table, tables
+from analysis.table_format import Table
 
-HOLDOUT_LOSS_TARGET = 0.02  # a held-out budget's optimal loss predicted within 2%
-HOLDOUT_N_TARGET = 1.5  # and its N_opt within a factor of 1.5
+__all__ = ["samples_table", "tables", "write_report"]
+
+# Figure -> (title prefix of the section it sits in, caption: what to see in it).
+FIGURES: dict[str, tuple[str, str]] = {
+    "residuals": (
+        "Approach 3",
+        "Approach 3's log residuals against model size N and tokens D, coloured by compute "
+        "budget. Inside the grey band (the Huber delta) residuals count quadratically. Look "
+        "for a trend with N or D: the surface misses the data where the points drift off zero.",
+    ),
+    "isoflop": (
+        "IsoFLOP minima",
+        "Final loss against model size at each compute budget (colour), each budget's fitted "
+        "parabola and its minimum (filled: in the frontier fit; hollow: at the edge of the "
+        "sampled sizes, left out). The minima move right as C grows; that slope is a.",
+    ),
+    "optimal_allocation": (
+        "Tokens per parameter",
+        "Compute-optimal N (left) and D (right) against compute: the lab's fits (band: "
+        "Approach 3's 95% bootstrap) against Hoffmann et al. and Besiroglu et al. Parallel "
+        "lines share an exponent; an offset is a different constant.",
+    ),
+    "tokens_per_param": (
+        "Tokens per parameter",
+        "Tokens per parameter D_opt/N_opt at the compute-optimal allocation; the dotted line "
+        "is Chinchilla's 20. A flat curve means a = b = 0.5; a rising one, that data should "
+        "grow faster than the model.",
+    ),
+    "loss_vs_compute": (
+        "Loss-vs-compute frontier",
+        "Final loss of every run against its compute (colour: model size), the best loss at "
+        "each budget (stars) and the fitted frontier L(C). The stars should sit on the solid "
+        "curve; its flattening is the irreducible loss E.",
+    ),
+    "lr_tuning": (
+        "Hyperparameters",
+        "LR-tuning runs: loss against peak learning rate for each size with its fitted "
+        "parabola (star: the picked LR), and the fitted LR_opt(N) law through the picks.",
+    ),
+}
 
 
-def samples_table(samples: list[dict]) -> Table:
-    """Per budget, what the smallest, the compute-optimal and the largest model wrote."""
-    order = {role: i for i, role in enumerate(SAMPLE_ROLES)}
+@dataclass
+class Section:
+    """A heading with its table and the figures (name, PNG path) shown with it."""
 
-    def num(x: object) -> float | None:
-        return float(x) if isinstance(x, int | float) else None
+    table: Table
+    figures: list[tuple[str, Path]] = field(default_factory=list)
 
-    rows = [
-        [
-            fmt(num(s["budget"])),
-            str(s["role"]),
-            str(s["run_id"]),
-            fmt(num(s["N"])),
-            fmt(num(s["D"])),
-            fmt(num(s["loss"])),
-            str(s["prompt"]),
-            str(s["completion"]),
-        ]
-        for s in sorted(samples, key=lambda s: (num(s["budget"]) or 0.0, order[s["role"]]))
-    ]
-    return (
-        "Samples",
-        ["budget C", "role", "run", "N", "D", "loss", "prompt", "completion"],
-        rows,
-    )
+    @property
+    def title(self) -> str:
+        return self.table[0]
 
 
-def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
-    """(title, header, rows) for every section the data allow."""
-    ds, out = an.dataset, []
-    pts = ds.points
-    out.append(
-        (
-            "Data and conventions",
-            ["item", "value"],
-            [
-                ["source", ds.source],
-                ["conventions", ds.conventions.describe()],
-                ["runs", str(len(pts))],
-                ["N range", f"{fmt(pts['N'].min())} .. {fmt(pts['N'].max())}"],
-                ["D range", f"{fmt(pts['D'].min())} .. {fmt(pts['D'].max())}"],
-                ["C range", f"{fmt(pts['C'].min())} .. {fmt(pts['C'].max())}"],
-                ["training curves", "yes" if ds.curves is not None else "no"],
-                *[["note", n] for n in ds.notes],
-            ],
-        )
-    )
-    if an.approach3 is not None:
-        f, hof, bes = an.approach3, get_reference("hoffmann"), get_reference("besiroglu")
-        rows = [
-            [k, fmt(f.params[k]), ci_text(f.ci.get(k)), fmt(hof[k]), fmt(bes[k])]
-            for k in ("E", "A", "B", "alpha", "beta")
-        ]
-        rows += [
-            [
-                "a",
-                fmt(f.a),
-                ci_text(f.ci.get("a")),
-                fmt(hof["beta"] / (hof["alpha"] + hof["beta"])),
-                fmt(bes["beta"] / (bes["alpha"] + bes["beta"])),
-            ],
-            [
-                "b",
-                fmt(f.b),
-                ci_text(f.ci.get("b")),
-                fmt(hof["alpha"] / (hof["alpha"] + hof["beta"])),
-                fmt(bes["alpha"] / (bes["alpha"] + bes["beta"])),
-            ],
-        ]
-        out.append(
-            (
-                "Approach 3: L(N, D) = E + A/N^alpha + B/D^beta",
-                ["parameter", "lab", "95% CI", "Hoffmann 2022", "Besiroglu 2024"],
-                rows,
-            )
-        )
-    for name, fit, ref in (
-        ("Approach 1 (envelope)", an.approach1, "hoffmann2022_approach1"),
-        ("Approach 2 (IsoFLOP)", an.approach2, "hoffmann2022_approach2"),
-    ):
-        if fit is not None:
-            r = get_reference(ref)
-            out.append(
-                (
-                    f"{name}: N_opt ~ C^a, D_opt ~ C^b",
-                    ["exponent", "lab", "95% CI", "Hoffmann 2022"],
-                    [
-                        ["a", fmt(fit.a), ci_text(fit.ci.get("a")), fmt(r["a"])],
-                        ["b", fmt(fit.b), ci_text(fit.ci.get("b")), fmt(r["b"])],
-                    ],
-                )
-            )
-    if an.approach2 is not None:
-        rows = [
-            [
-                fmt(r.budget),
-                str(r.n_runs),
-                fmt(r.N_opt),
-                ci_text(r.N_opt_ci),
-                fmt(r.D_opt),
-                fmt(r.loss_opt),
-                "edge" if r.edge else "ok",
-            ]
-            for r in an.approach2.budgets.itertuples()
-        ]
-        out.append(
-            (
-                "IsoFLOP minima per budget",
-                ["budget C", "runs", "N_opt", "N_opt 95% CI", "D_opt", "loss", "minimum"],
-                rows,
-            )
-        )
-    rows = []
-    for label, fit in (
-        ("Approach 1", an.approach1),
-        ("Approach 2", an.approach2),
-        ("Approach 3", an.approach3),
-    ):
-        for C in an.at if fit is not None else ():
-            t = fit.tokens_per_param(C)
-            ci = t.get("ci")
-            inside = (
-                "-"
-                if not has_ci(ci)
-                else ("yes" if ci[0] <= TOKENS_PER_PARAM_RULE <= ci[1] else "no")
-            )
-            rows.append([label, fmt(C), fmt(t["value"]), ci_text(ci), inside])
-    if rows:
-        out.append(
-            (
-                "Tokens per parameter at the compute-optimal allocation",
-                ["fit", "C", "D/N", "95% CI", "20 inside CI?"],
-                rows,
-            )
-        )
-    if an.frontier is not None:
-        fr = an.frontier
-        rows = [
-            [
-                "plain: L = k C^p",
-                f"p = {fmt(fr.plain_exponent)}",
-                ci_text(fr.ci.get("plain_exponent")),
-            ]
-        ]
-        if fr.saturating is not None:
-            s = fr.saturating
-            rows.append(
-                [
-                    "L = E + (C0/C)^gamma",
-                    f"E = {fmt(s.E)}, C0 = {fmt(s.C0)}, gamma = {fmt(s.gamma)}",
-                    ci_text(fr.ci.get("gamma")),
-                ]
-            )
-        out.append(("Loss-vs-compute frontier", ["form", "fit", "95% CI (exponent)"], rows))
-    kap = get_reference("kaplan")
-    rows = [
-        [
-            f"L({v})",
-            fmt(k.alpha) if k.supported else "not fitted",
-            fmt(k.X_c) if k.supported else "-",
-            fmt(kap["alpha_N" if v == "N" else "alpha_D"]),
-            k.reason,
-        ]
-        for v, k in an.kaplan.items()
-    ]
-    out.append(
-        (
-            "Kaplan-style power laws L(X) = (X_c/X)^alpha_X",
-            ["law", "alpha", "X_c", "Kaplan 2020 alpha", "note"],
-            rows,
-        )
-    )
-    if holdout:
-        m = holdout["measured"]
-        rows = [
-            [
-                k,
-                fmt(p["N_opt"]),
-                fmt(m["N_opt"]),
-                fmt(p["N_opt_ratio"]),
-                fmt(p["loss"]),
-                fmt(m["loss"]),
-                f"{100 * p['loss_rel_error']:+.2f}%",
-                "yes"
-                if abs(p["loss_rel_error"]) <= HOLDOUT_LOSS_TARGET
-                and max(p["N_opt_ratio"], 1 / p["N_opt_ratio"]) <= HOLDOUT_N_TARGET
-                else "no",
-            ]
-            for k, p in holdout["predictions"].items()
-        ]
-        out.append(
-            (
-                f"Held-out largest budget with 3+ sizes: C = {fmt(holdout['budget'])} "
-                f"({holdout['held_out_runs']} runs at C >= {fmt(holdout['budget'])} held out, "
-                f"{len(holdout['held_out_budgets'])} budget(s))"
-                + (
-                    "; its measured minimum is at the edge of its sizes"
-                    if holdout.get("measured_at_edge")
-                    else ""
-                ),
-                [
-                    "fit",
-                    "N_opt predicted",
-                    "measured",
-                    "ratio",
-                    "loss predicted",
-                    "measured",
-                    "error",
-                    f"within {100 * HOLDOUT_LOSS_TARGET:.0f}% and {HOLDOUT_N_TARGET}x?",
-                ],
-                rows,
-            )
-        )
-    out.extend(study_tables(an))  # both conventions, E vs true entropy, cost and MFU
-    if ds.samples:
-        out.append(samples_table(ds.samples))
-    out.extend(lr_tables(ds.source))  # which LR policy produced the frontier (+ tuning)
-    if an.warnings:
-        out.append(("Warnings", ["warning"], [[w] for w in an.warnings]))
-    prov = [[k, ", ".join(v)] for k, v in ds.provenance.items()]
-    prov.append(["generated", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")])
-    out.append(("Provenance", ["field", "values"], prov))
-    return out
+def slug(title: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to '-'."""
+    return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+
+
+def sections(tabs: list[Table], figures: dict[str, list[Path]]) -> list[Section]:
+    """Each table as a section, each figure in the first section its prefix names (or last)."""
+    out = [Section(t) for t in tabs]
+    leftover = Section(("Other figures", [], []))
+    for name, paths in figures.items():
+        prefix = FIGURES.get(name, ("", ""))[0]
+        home = next((s for s in out if prefix and s.title.startswith(prefix)), leftover)
+        home.figures.append((name, paths[0]))
+    return out + ([leftover] if leftover.figures else [])
+
+
+def caption(name: str) -> str:
+    return FIGURES.get(name, ("", name))[1]
 
 
 def _md_cell(text: str) -> str:
@@ -252,59 +100,95 @@ def _md_cell(text: str) -> str:
     return html.escape(text, quote=False).replace("|", "\\|").replace("\n", "<br>")
 
 
-def to_markdown(tabs: list[Table], figures: dict[str, list[Path]], out_dir: Path) -> str:
-    lines = ["# scaling-lab report", ""]
-    for title, header, rows in tabs:
-        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
-        lines.append("")
-    lines.append("## Figures\n")
-    for name, paths in figures.items():
-        lines.append(f"![{name}]({paths[0].relative_to(out_dir).as_posix()})\n")
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows] + [""]
+
+
+def title_of(an: Analysis) -> str:
+    return f"Scaling-law report: {an.dataset.source}"
+
+
+def to_markdown(an: Analysis, summary: Table, body: list[Section], out_dir: Path) -> str:
+    lines = [f"# {title_of(an)}", "", headline(an), "", f"## {summary[0]}", ""]
+    lines += _md_table(summary[1], summary[2])
+    lines += ["## Contents", ""] + [f"- [{s.title}](#{slug(s.title)})" for s in body] + [""]
+    for s in body:
+        lines += [f"## {s.title}", "", *_md_table(s.table[1], s.table[2])]
+        for name, path in s.figures:
+            rel = path.relative_to(out_dir).as_posix()
+            lines += [f"![{name}]({rel})", "", f"*Figure: {caption(name)}*", ""]
     return "\n".join(lines)
 
 
-def to_html(tabs: list[Table], figures: dict[str, list[Path]]) -> str:
+STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 1em}"
+    "table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left;white-space:pre-wrap}"
+    "img{max-width:100%}figure{margin:1em 0}figcaption{color:#333;font-size:0.95em}"
+    ".lead{font-size:1.1em}nav li{margin:2px 0}"
+)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def to_html(an: Analysis, summary: Table, body: list[Section]) -> str:
+    title = html.escape(title_of(an))
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>scaling-lab report</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #bbb;padding:3px 8px;text-align:left;white-space:pre-wrap}img{max-width:100%}</style></head><body>",
-        "<h1>scaling-lab report</h1>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>",
+        f"<style>{STYLE}</style></head><body><h1>{title}</h1>",
+        f"<p class='lead'>{html.escape(headline(an))}</p>",
+        f"<h2 id='summary'>{summary[0]}</h2>" + _html_table(summary[1], summary[2]),
+        "<nav><h2>Contents</h2><ul>"
+        + "".join(f"<li><a href='#{slug(s.title)}'>{html.escape(s.title)}</a></li>" for s in body)
+        + "</ul></nav>",
     ]
-    for title, header, rows in tabs:
-        parts.append(
-            f"<h2>{html.escape(title)}</h2><table><tr>"
-            + "".join(f"<th>{html.escape(h)}</th>" for h in header)
-            + "</tr>"
-        )
-        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows]
-        parts.append("</table>")
-    parts.append("<h2>Figures</h2>")
-    for name, paths in figures.items():
-        data = base64.b64encode(paths[0].read_bytes()).decode("ascii")
-        parts.append(
-            f"<figure><img alt='{name}' src='data:image/png;base64,{data}'><figcaption>{name}</figcaption></figure>"
-        )
+    for s in body:
+        parts.append(f"<section><h2 id='{slug(s.title)}'>{html.escape(s.title)}</h2>")
+        parts.append(_html_table(s.table[1], s.table[2]))
+        for name, path in s.figures:
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            parts.append(
+                f"<figure><img alt='{name}' src='data:image/png;base64,{data}'>"
+                f"<figcaption>{html.escape(caption(name))}</figcaption></figure>"
+            )
+        parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
 def write_report(
-    an: Analysis, out_dir: Path, holdout: dict | None = None, markdown_only: bool = False
+    an: Analysis,
+    out_dir: Path,
+    holdout: dict | None = None,
+    markdown_only: bool = False,
+    holdout_reason: str | None = None,
 ) -> dict[str, Path]:
     """report.md, report.html (self-contained) and figures/*.png|svg under out_dir.
 
     `markdown_only`: report.md and PNGs alone, small enough to commit under a repo's docs/.
+    `holdout_reason`: why there is no held-out check, for the summary.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     formats = ("png",) if markdown_only else ("png", "svg")
     figures = save_all(an, out_dir / "figures", formats)
     figures.update(save_lr_figures(an.dataset.source, out_dir / "figures", formats))
-    tabs = tables(an, holdout)
+    summary = summary_table(an, holdout, holdout_reason)
+    body = sections(tables(an, holdout), figures)
     md = out_dir / "report.md"
-    md.write_text(to_markdown(tabs, figures, out_dir))
+    md.write_text(to_markdown(an, summary, body, out_dir))
     paths = {"markdown": md, "figures": out_dir / "figures"}
     if not markdown_only:
         paths["html"] = out_dir / "report.html"
-        paths["html"].write_text(to_html(tabs, figures))
+        paths["html"].write_text(to_html(an, summary, body))
     return paths

@@ -177,7 +177,7 @@ def test_report_writes_html_markdown_and_figures(sweep_dir, tmp_path):
     ):
         assert needle in md
     # Samples: per budget, smallest -> optimal -> largest, text escaped in both formats.
-    assert "<h2>Samples</h2>" in html and "<script>alert" not in html
+    assert "<h2 id='samples'>Samples</h2>" in html and "<script>alert" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     section = md.split("## Samples")[1].split("## ")[0]
     roles = [line.split(" | ")[1] for line in section.splitlines() if line.startswith("| 1e+19")]

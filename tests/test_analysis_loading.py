@@ -12,8 +12,9 @@ import pytest
 
 from analysis.conventions import Conventions
 from analysis.errors import AnalysisError, ColumnError
-from analysis.loading import from_frame, load
+from analysis.loading import from_frame
 from analysis.reference import get_reference, reference_fits
+from analysis.sources import load
 
 
 def test_aliases_need_no_flags_and_derive_d_from_c():
