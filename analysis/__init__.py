@@ -18,7 +18,10 @@ Fits
 - pipeline      run the requested fits on a Dataset; the `fit --json` document
 - approach1     envelope of training curves (Hoffmann et al. 2022, Approach 1)
 - approach2     IsoFLOP parabolas and their minima (Approach 2)
-- approach3     the surface L(N, D) = E + A/N^alpha + B/D^beta (Approach 3)
+- approach3     fit the surface L(N, D) = E + A/N^alpha + B/D^beta (Approach 3)
+- surface       the one owner of L(N, D), the exponents a, b and the optimal allocation
+- repetition    Muennighoff et al.'s data-constrained law (effective data and parameters)
+- repetition_fit    its Huber fit with bootstrap; repetition_study: the lab's own study
 - huber_newton  batched damped Newton for Approach 3's Huber objective
 - frontier      loss-vs-compute frontier L(C) and Kaplan-style L(N), L(D)
 - allocation    N_opt = k_N C^a, D_opt = k_D C^b with their bootstrap
@@ -30,7 +33,7 @@ Fits
 - lr_tuning     per-size LR optimum and the LR_opt(N) law
 
 Output
-- cli           `scaling-lab fit | report | plan`
+- cli           `scaling-lab fit | report` (and registers `plan`)
 - report        report.md and a self-contained report.html: summary, contents, sections
 - report_summary the summary: a, b, tokens per parameter, held-out check, plan
 - report_tables every section's table (also what `fit` prints)
@@ -38,6 +41,12 @@ Output
 - plots         the report's figures
 - study         both parameter conventions, E vs true entropy, cost and MFU
 - lr_report     the hyperparameter section and its figure
-- planner       budget -> compute-optimal N, D, loss (and inference-aware)
+
+Planning
+- plan_command  `scaling-lab plan`: its parser and handler
+- plan_answer   one question -> its answer; plan_text: the answer as text
+- planner       budget -> compute-optimal N, D, loss (and inference-aware); distance from the data
+- plan_inverse  fixed N, fixed D, a model placed on the frontier, a target loss
+- plan_constrained  a pool of U unique tokens: best N and epochs (Muennighoff et al. 2023)
 - plan_sources  where the planner's L(N, D) comes from (a fit file or a published fit)
 """

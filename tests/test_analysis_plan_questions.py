@@ -183,7 +183,7 @@ def test_cli_json_schema_and_one_question(capsys):
 
 
 def test_bloomberggpt_numbers_in_plan_help_are_what_the_planner_says():
-    from analysis.cli import PLAN_EPILOG
+    from analysis.plan_command import PLAN_EPILOG
     from analysis.plan_constrained import constrained_placement
     from analysis.reference import get_reference, parametric_array
 
