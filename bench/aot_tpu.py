@@ -80,26 +80,24 @@ def main() -> int:
     parser.add_argument("--sweep", default="tpu_pod")
     parser.add_argument("--target", default="v5p-128")
     parser.add_argument("--one-b-target", default="v5p-128")
+    parser.add_argument("--shapes", default="ends", choices=("ends", "all"))
+    parser.add_argument("--one-b-batch", type=int, default=256)
+    parser.add_argument("--one-b-fsdp", type=int, default=16)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     spec = load_sweep(args.sweep)
-    plan = plan_on_target(grid_without_corpus(spec).points, args.target, log=log)
-    configs = {}
-    for point in grid_without_corpus(spec).points:
-        configs.setdefault(id(plan.report_for(point)), point.config)
-    shapes = [row(r, configs[id(r)]) for r in plan.reports.values()]
-    one_b = one_b_config({})
+    points = chosen_points(grid_without_corpus(spec).points, args.shapes)
+    plan = plan_on_target(points, args.target, log=log)
+    shapes = [row(plan.report_for(p), p.config) for p in points]
+    one_b = one_b_config(args.one_b_batch, args.one_b_fsdp)
     log(f"compiling ~1B ({one_b.model.num_params():,}) for {args.one_b_target} ...")
+    one_b_report = compile_step(one_b, args.one_b_target)
     record = {
         "machine": f"{platform.node()} ({os.cpu_count()} CPUs): compiled here, estimated for TPU",
         "estimate": "XLA's compilation (memory) and cost model (time): not measurements",
         "sweep": {"name": spec.name, "target": args.target, "shapes": shapes},
-        "one_b": {
-            "target": args.one_b_target,
-            **row(compile_step(one_b, args.one_b_target), one_b),
-        },
-        "chip_hours": plan.chip_hours,
+        "one_b": {"target": args.one_b_target, **row(one_b_report, one_b)},
     }
     out = Path(args.out) / "aot_tpu.json"
     out.write_text(json.dumps(record, indent=1) + "\n")
