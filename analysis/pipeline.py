@@ -18,6 +18,7 @@ from analysis.errors import FitError
 from analysis.frontier import FrontierFit, KaplanFit, fit_frontier, fit_kaplan
 from analysis.loading import Dataset
 from analysis.reference import TOKENS_PER_PARAM_RULE
+from analysis.surface import effective_flops_per_param_token
 
 DEFAULT_AT = (1e21, 5.88e23)
 
@@ -75,7 +76,16 @@ def run_fits(
         "2": lambda: fit_approach2(
             pts, n_boot=n_boot, seed=seed, k_nearest=k_nearest, include_edge=include_edge
         ),
-        "3": lambda: fit_approach3(pts["N"], pts["D"], pts["loss"], n_boot=n_boot_a3, seed=seed),
+        "3": lambda: fit_approach3(
+            pts["N"],
+            pts["D"],
+            pts["loss"],
+            n_boot=n_boot_a3,
+            seed=seed,
+            flops_per_param_token=effective_flops_per_param_token(
+                pts["N"], pts["D"], pts.get("C"), ds.conventions.flops
+            ),
+        ),
     }
     skipped = {}
     for key in approaches:
