@@ -15,6 +15,7 @@ import dataclasses
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from experiments import sweep_dir
@@ -82,15 +83,23 @@ def run_sweep(sweep_path: str, out: str, options: RunnerOptions) -> WorkerReport
 
 
 def run_tuning_stage(
-    out: str, spec: SweepSpec, grid: Grid, options: RunnerOptions, report: WorkerReport
+    out: str,
+    spec: SweepSpec,
+    grid: Grid,
+    options: RunnerOptions,
+    report: WorkerReport,
+    loop: Callable[[str, SweepSpec, Grid, RunnerOptions], WorkerReport] | None = None,
 ) -> tuple[Grid | None, Grid]:
     """Train the tuning runs (waiting for other workers' ones), fit the LR law, and return the
-    main grid with its LRs (None if this worker may not wait and tuning is unfinished)."""
+    main grid with its LRs (None if this worker may not wait and tuning is unfinished).
+
+    `loop` trains a grid's runs (default `worker_loop`; the Ray executor passes its own).
+    """
     from experiments import tuning
 
     tuning_grid = tuning.tuning_grid(spec, grid)
     sweep_dir.write_plan(out, Grid(tuning_grid.points + grid.points, grid.dropped), spec)
-    first = worker_loop(out, spec, tuning_grid, options)
+    first = (loop or worker_loop)(out, spec, tuning_grid, options)
     report.trained += first.trained
     report.failed += first.failed
     report.diverged += first.diverged
