@@ -4,9 +4,10 @@ dashboard, and refuse up front a run that no set of the cluster's nodes can ever
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from experiments.grid import GridPoint
@@ -25,6 +26,39 @@ def import_ray() -> Any:
             f"--executor ray needs Ray, which is not installed: {INSTALL_HINT}"
         ) from None
     return ray
+
+
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+@contextlib.contextmanager
+def loopback_cluster(
+    nodes: int = 2, num_cpus: float = 1, env: Mapping[str, str] | None = None
+) -> Iterator[Any]:
+    """A Ray cluster of `nodes` nodes inside this machine, every process on 127.0.0.1 (for
+    tests and benches: `ray.cluster_utils.Cluster`). Its processes, and so every task, see
+    `env` (default: this process's environment)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update({**(saved if env is None else env), **LOOPBACK_ENV})
+    try:
+        from ray.cluster_utils import Cluster
+
+        node = {"num_cpus": num_cpus, "node_ip_address": "127.0.0.1"}
+        cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+        for _ in range(nodes - 1):
+            cluster.add_node(**node)
+        cluster.wait_for_nodes()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    try:
+        addresses = [n.node_ip_address for n in cluster.list_all_nodes()]
+        if not all(a.startswith("127.") for a in [*addresses, cluster.address]):
+            raise RuntimeError(f"a Ray node left the loopback address: {addresses}")
+        yield cluster
+    finally:
+        cluster.shutdown()
 
 
 def is_loopback(address: str) -> bool:

@@ -1,9 +1,10 @@
 """Runs in flight on Ray: a single-process run is one task; a multi-host run is a gang.
 
 A single-process task asks for its `[resources]` and is retried by Ray itself after a lost
-worker or node (`max_retries`); its worker process is kept for the next run (jitted
-functions stay cached, as in a local sweep's long-lived jobs), except on GPUs, where Ray
-starts a fresh process per task. A gang is a STRICT_SPREAD placement group with one bundle
+worker or node (`max_retries`); on CPUs its worker process is kept for the next run (jitted
+functions stay cached, as in a local sweep's long-lived jobs); a run that asks for GPUs or
+custom resources (TPU) gets a fresh process that exits after it, so no idle worker keeps
+an accelerator open. A gang is a STRICT_SPREAD placement group with one bundle
 per host: a probe on bundle 0 picks the `jax.distributed` coordinator address, then one
 task per bundle trains, each in a fresh worker process (JAX joins a cluster once per
 process). If any member fails, the driver kills the others, frees the group and places the
@@ -58,7 +59,9 @@ def coordinator_address() -> str:
 
 
 @functools.cache
-def remote(name: str) -> Any:
+def remote(name: str, fresh: bool = False) -> Any:
+    """The remote function; `fresh`: its worker process exits after one task (a GPU or TPU
+    stays bound to the process that opened it; JAX joins a distributed cluster once)."""
     import ray
 
     functions = {
@@ -66,7 +69,11 @@ def remote(name: str) -> Any:
         "member": member_task,
         "coordinator": coordinator_address,
     }
-    return ray.remote(functions[name])
+    return ray.remote(max_calls=1)(functions[name]) if fresh else ray.remote(functions[name])
+
+
+def uses_accelerator(resources: RunResources) -> bool:
+    return resources.num_gpus > 0 or bool(resources.custom)
 
 
 def task_env(resources: RunResources) -> dict[str, str]:
@@ -115,7 +122,7 @@ class SingleRun:
         self.task = task
         env = task_env(resources)
         self.ref = (
-            remote("train")
+            remote("train", fresh=uses_accelerator(resources))
             .options(
                 **request(resources),
                 max_retries=resources.max_retries,
@@ -197,7 +204,7 @@ class GangRun:
         task = dataclasses.replace(self.task, dead_holders=self.task.dead_holders + self.dead)
         hosts = self.resources.hosts
         self.members = [
-            remote("member")
+            remote("member", fresh=True)
             .options(
                 **request(self.resources),
                 scheduling_strategy=self.strategy(i),

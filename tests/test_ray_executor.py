@@ -23,9 +23,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ray = pytest.importorskip(
     "ray", reason="Ray is not installed; the Ray executor tests need pip install '.[ray]'"
 )
-from ray.cluster_utils import Cluster  # noqa: E402
-
 from experiments.jobs import SINGLE_THREAD_FLAGS  # noqa: E402
+from experiments.ray_cluster import loopback_cluster  # noqa: E402
 from experiments.results import read_csv  # noqa: E402
 from experiments.status import format_status  # noqa: E402
 from experiments.sweep_dir import read_plan  # noqa: E402
@@ -52,22 +51,12 @@ def env(**extra: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """Two 1-CPU nodes on 127.0.0.1; their processes get `env()` (no fake 8-device XLA)."""
-    saved = dict(os.environ)
     tpu_logs = tmp_path_factory.mktemp("tpu_logs")  # not the host's /tmp/tpu_logs
-    os.environ.clear()
-    os.environ.update(env(TPU_LOG_DIR=str(tpu_logs)))
-    try:
-        started = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
-        started.add_node(**NODE)
-        started.wait_for_nodes()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    addresses = [node.node_ip_address for node in started.list_all_nodes()]
-    assert len(addresses) == 2 and all(a.startswith("127.") for a in addresses), addresses
-    assert started.address.startswith("127.")
-    yield started
-    started.shutdown()
+    with loopback_cluster(2, 1, env(TPU_LOG_DIR=str(tpu_logs))) as started:
+        addresses = [node.node_ip_address for node in started.list_all_nodes()]
+        assert len(addresses) == 2 and all(a.startswith("127.") for a in addresses), addresses
+        assert started.address.startswith("127.")
+        yield started
 
 
 def sweep_run(cluster, out: Path, sweep_file: Path = MICRO, *extra: str) -> subprocess.Popen:
@@ -264,11 +253,7 @@ def test_two_processes_in_a_placement_group_match_one_of_eight(cluster, tmp_path
     assert multi["provenance"]["process_count"] == 2
     assert multi["provenance"]["device_count"] == 8
     single = tmp_path / "single"
-    config = root / "runs" / run_id / "config.json"
-    command = [sys.executable, "-m", "experiments.main", "train", "--config", str(config)]
-    eight = env(XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    subprocess.run([*command, "--out", str(single)], cwd=REPO, env=eight, check=True)
-    reference = json.loads((single / "result.json").read_text())
+    reference = one_of_eight(root / "runs" / run_id / "config.json", single)
     assert reference["provenance"]["device_count"] == 8
     step_losses = [
         [json.loads(line)["loss"] for line in (path / "metrics.jsonl").open()]
@@ -292,3 +277,34 @@ def test_a_run_needing_a_missing_resource_is_refused_at_once(cluster, tmp_path) 
     assert "ray start" in line and "[resources]" in line
     assert time.monotonic() - started < 60
     assert not list((tmp_path / "ray" / "runs").glob("*/config.json"))  # nothing submitted
+
+
+def one_of_eight(config: Path, out: Path) -> dict:
+    """The reference: the same run config as one process over 8 CPU devices."""
+    command = [sys.executable, "-m", "experiments.main", "train", "--config", str(config)]
+    eight = env(XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    subprocess.run([*command, "--out", str(out)], cwd=REPO, env=eight, check=True)
+    return json.loads((out / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_gang_that_loses_a_process_is_placed_again_and_resumes(cluster, tmp_path) -> None:
+    sweep_file = tmp_path / "gang.toml"
+    sweep_file.write_text(GANG.replace("[run]\n", "[run]\ncheckpoint_every_steps = 8\n"))
+    root = tmp_path / "ray"
+    driver = sweep_run(cluster, root, sweep_file)
+
+    def kill_process_0() -> None:  # its claim names its pid
+        (claim,) = [json.loads(p.read_text()) for p in (root / "claims").glob("*.json")]
+        os.kill(int(claim["pid"]), signal.SIGKILL)
+
+    killed = kill_when_mid_run(root, driver, kill_process_0)
+    output = finish(driver)
+    assert f"[ray] {killed}: a process of its gang failed" in output
+    assert f"[ray] {killed} resumed from its step-" in output
+    (result,) = results(root).values()
+    assert result["status"] == "done" and result["provenance"]["process_count"] == 2
+    steps = [json.loads(line)["step"] for line in (root / "runs" / killed / "metrics.jsonl").open()]
+    assert steps == list(range(1, result["steps"] + 1))  # each step logged once
+    reference = one_of_eight(root / "runs" / killed / "config.json", tmp_path / "single")
+    assert result["loss"] == pytest.approx(reference["loss"], rel=1e-5)
