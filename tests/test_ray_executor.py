@@ -308,3 +308,35 @@ def test_a_gang_that_loses_a_process_is_placed_again_and_resumes(cluster, tmp_pa
     assert steps == list(range(1, result["steps"] + 1))  # each step logged once
     reference = one_of_eight(root / "runs" / killed / "config.json", tmp_path / "single")
     assert result["loss"] == pytest.approx(reference["loss"], rel=1e-5)
+
+
+TUNING = '\n[tuning]\nlr_values = [1e-3, 3e-3, 1e-2, 3e-2]\nsteps = 24\nsizes = "all"\n'
+
+
+@pytest.mark.slow
+def test_a_tuning_stage_on_ray_fits_the_same_law_before_the_main_runs(cluster, tmp_path) -> None:
+    sweep_file = tmp_path / "micro_tuned.toml"
+    sweep_file.write_text(MICRO.read_text() + TUNING)
+    local = tmp_path / "local"
+    command = [sys.executable, "-m", "experiments.main", "sweep", "run", str(sweep_file)]
+    subprocess.run(
+        [*command, "--out", str(local), "--jobs", "1", "--no-progress"],
+        cwd=REPO,
+        env=env(XLA_FLAGS=SINGLE_THREAD_FLAGS),
+        check=True,
+        capture_output=True,
+    )
+    root = tmp_path / "ray"
+    output = finish(sweep_run(cluster, root, sweep_file))
+    lines = output.splitlines()
+    law_line = next(i for i, line in enumerate(lines) if line.startswith("tuning done: LR_opt(N)"))
+    finished = [line.split()[2] for line in lines if line.startswith("[ray] ") and "/" in line]
+    order = [i for i, line in enumerate(lines) if line.startswith("[ray] ") and "/" in line]
+    assert len(finished) == 14 and all(  # every tuning run before the law, every main run after
+        name.startswith("tune_") == (i < law_line) for name, i in zip(finished, order, strict=True)
+    )
+    law = lambda root: json.loads((root / "lr_law.json").read_text())["law"]  # noqa: E731
+    assert law(root) == law(local)
+    ours, theirs = results(root), results(local)
+    assert sorted(ours) == sorted(theirs)  # main run ids carry the law's LRs: the same runs
+    assert {k: r["loss"] for k, r in ours.items()} == {k: r["loss"] for k, r in theirs.items()}
