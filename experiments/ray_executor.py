@@ -86,8 +86,6 @@ def _run_stages(out: str, spec: SweepSpec, grid: Grid, options: RunnerOptions) -
 
 def ray_loop(out: str, spec: SweepSpec, grid: Grid, options: RunnerOptions) -> WorkerReport:
     """Submit every unfinished run of `grid` and collect them as they finish."""
-    import ray
-
     from experiments.ray_submit import submit
 
     since = float(int(time.time()))  # like the local runner: retry flags apply to older runs
@@ -96,38 +94,25 @@ def ray_loop(out: str, spec: SweepSpec, grid: Grid, options: RunnerOptions) -> W
     wanted = {p.run_id: spec.resources.for_model(p.model) for p in waiting}
     ray_cluster.check_placeable([(p, wanted[p.run_id]) for p in waiting], ray_cluster.alive_nodes())
     watcher = ClaimStore(out, "ray-driver", timeout_s=options.claim_timeout_s)
-    report, lost = WorkerReport(), []
-    inflight: dict[Any, Any] = {}
+    report, lost, inflight = WorkerReport(), [], _Inflight()
     bar = _Bar(len(order), len(order) - len(waiting), options)
-    held_back = False
-    while waiting or inflight:
+    while waiting or inflight.refs:
         if waiting:
-            live = watcher.live_claims()
-            later = [p for p in waiting if p.run_id in live]
-            if later and not held_back:
-                print(f"[ray] {len(later)} run(s) held back: still training elsewhere", flush=True)
-                held_back = True
+            live = watcher.live_claims()  # held by a task of another (or a dead) driver
+            if any(p.run_id in live for p in waiting) and len(waiting) == len(wanted):
+                print(
+                    "[ray] runs still training elsewhere are held back until they end", flush=True
+                )
             for point in waiting:
-                if point.run_id in live or _is_finished(out, point, options, since):
-                    continue
-                task = RunTask(out, spec, point, options, since)
-                submission = submit(task, wanted[point.run_id])
-                inflight.update({ref: submission for ref in submission.refs()})
-            waiting = [p for p in later if not _is_finished(out, p, options, since)]
-        if not inflight:
-            time.sleep(POLL_S)
-            continue
-        ready, _ = ray.wait(list(inflight), num_returns=1, timeout=POLL_S)
-        for ref in ready:
-            submission = inflight.pop(ref)
-            outcome = submission.advance(ref)
-            current = set(submission.refs())
-            for stale in [r for r, s in inflight.items() if s is submission and r not in current]:
-                del inflight[stale]
-            inflight.update({r: submission for r in current})
-            if outcome is not None:
-                _record(out, grid, grid.by_id()[outcome["run_id"]], outcome, report, lost)
-                bar.update()
+                if point.run_id not in live and not _is_finished(out, point, options, since):
+                    inflight.add(
+                        submit(RunTask(out, spec, point, options, since), wanted[point.run_id])
+                    )
+            waiting = [p for p in waiting if p.run_id in live]
+            waiting = [p for p in waiting if not _is_finished(out, p, options, since)]
+        for outcome in inflight.collect():
+            _record(out, grid, grid.by_id()[outcome["run_id"]], outcome, report, lost)
+            bar.update()
     bar.close()
     report.skipped = len(grid.points) - len(report.trained) - len(report.failed) - len(lost)
     if lost:
@@ -138,6 +123,36 @@ def ray_loop(out: str, spec: SweepSpec, grid: Grid, options: RunnerOptions) -> W
         )
         report.exit_code = 1
     return report
+
+
+class _Inflight:
+    """The object refs the driver waits on, each mapped to its run's submission."""
+
+    def __init__(self) -> None:
+        self.refs: dict[Any, Any] = {}
+
+    def add(self, submission: Any) -> None:
+        self.refs.update({ref: submission for ref in submission.refs()})
+
+    def collect(self) -> list[dict[str, Any]]:
+        """Advance the submissions whose refs are ready; the outcomes of finished runs."""
+        if not self.refs:
+            time.sleep(POLL_S)
+            return []
+        import ray
+
+        ready, _ = ray.wait(list(self.refs), num_returns=1, timeout=POLL_S)
+        outcomes = []
+        for ref in ready:
+            submission = self.refs.pop(ref)
+            outcome = submission.advance(ref)
+            current = set(submission.refs())  # a gang moves on, or drops a killed member
+            for stale in [r for r, s in self.refs.items() if s is submission and r not in current]:
+                del self.refs[stale]
+            self.add(submission)
+            if outcome is not None:
+                outcomes.append(outcome)
+        return outcomes
 
 
 def _record(
@@ -173,7 +188,7 @@ def _record(
 
 
 class _Bar:
-    """A runs-finished bar on the driver's terminal (today's per-run bars live in workers)."""
+    """A runs-finished bar on the driver's terminal (Ray workers have none for step bars)."""
 
     def __init__(self, total: int, done: int, options: RunnerOptions) -> None:
         from lab.metrics import show_progress

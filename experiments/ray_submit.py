@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from experiments import ray_tasks
@@ -30,22 +31,22 @@ class RunPreempted(RuntimeError):
     """A task's run was stopped by SIGTERM after checkpointing: Ray retries it."""
 
 
-def train_task(task: RunTask) -> dict[str, Any]:
+def retryable(run: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """`run(*args)` with lab's preemption (checkpointed, then raised) as the retried error."""
     from lab.train import RunInterrupted
 
     try:
-        return ray_tasks.train_point(task)
+        return run(*args)
     except RunInterrupted as interrupted:
         raise RunPreempted(str(interrupted)) from None
+
+
+def train_task(task: RunTask) -> dict[str, Any]:
+    return retryable(ray_tasks.train_point, task)
 
 
 def member_task(task: RunTask, *args: Any) -> dict[str, Any]:
-    from lab.train import RunInterrupted
-
-    try:
-        return ray_tasks.gang_member(task, *args)
-    except RunInterrupted as interrupted:
-        raise RunPreempted(str(interrupted)) from None
+    return retryable(ray_tasks.gang_member, task, *args)
 
 
 def coordinator_address() -> str:

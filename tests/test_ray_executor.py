@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ray = pytest.importorskip(
     "ray", reason="Ray is not installed; the Ray executor tests need pip install '.[ray]'"
 )
+from experiments.claims import ClaimStore  # noqa: E402
 from experiments.jobs import SINGLE_THREAD_FLAGS  # noqa: E402
 from experiments.ray_cluster import loopback_cluster  # noqa: E402
 from experiments.results import read_csv  # noqa: E402
@@ -123,8 +125,24 @@ def assert_same_runs(root: Path, reference: Path) -> None:
 
 
 def test_micro_on_ray_equals_the_local_executor_bitwise(cluster, local_micro, tmp_path) -> None:
+    """...with one run held by a live claim (a task of another driver) until the rest end:
+    the driver submits it only once that claim is released."""
     root = tmp_path / "ray"
-    output = finish(sweep_run(cluster, root))
+    held = sorted(results(local_micro))[0]
+    elsewhere = ClaimStore(root, "ray:another:TASK")
+    assert elsewhere.try_claim(held)
+    driver = sweep_run(cluster, root)
+    deadline = time.monotonic() + 180
+    while len(results(root)) < 5 and time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(0.1)
+    time.sleep(2)  # the driver polls claims every second: it would have submitted by now
+    assert held not in results(root) and len(results(root)) == 5
+    released = time.time()
+    elsewhere.release(held)
+    output = finish(driver)
+    assert "held back until they end" in output
+    finished_at = results(root)[held]["provenance"]["finished_at"]
+    assert datetime.fromisoformat(finished_at).timestamp() >= int(released)  # whole seconds
     assert "Ray dashboard:" in output and "2 node(s)" in output
     assert sorted(announced(output)) == sorted(results(local_micro))  # each run once
     assert_same_runs(root, local_micro)
