@@ -20,6 +20,7 @@ SWEEP_EPILOG = textwrap.dedent(
       scaling-lab sweep run cpu_tiny --out runs/tiny --jobs 2
       scaling-lab sweep status runs/tiny
       scaling-lab sweep run cpu_study --out gs://bucket/study --worker 3 --workers 8
+      scaling-lab sweep run tpu_pod --out /mnt/shared/pod --executor ray --address auto
       scaling-lab sweep verify runs/tiny --runs 2
       scaling-lab sweep samples runs/tiny --prompt "def main("
     """
