@@ -24,6 +24,7 @@ SWEEP_EPILOG = textwrap.dedent(
       scaling-lab sweep run cpu_tiny --out runs/tiny --jobs 2
       scaling-lab sweep status runs/tiny
       scaling-lab sweep run cpu_study --out gs://bucket/study --worker 3 --workers 8
+      scaling-lab sweep run tpu_pod --out /mnt/shared/pod --executor ray --address auto
       scaling-lab sweep verify runs/tiny --runs 2
       scaling-lab sweep samples runs/tiny --prompt "def main("
     """
@@ -142,6 +143,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="exit when nothing is left to claim instead of waiting for other workers' runs",
     )
     run.add_argument("--compilation-cache", default="default", help="JAX cache dir or 'none'")
+    run.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default): claims in DIR, one machine or --worker/--workers; ray: every "
+        "run a Ray task with the sweep file's [resources] (pip install 'scaling-lab[ray]')",
+    )
+    run.add_argument(
+        "--address",
+        help="with --executor ray: 'auto' (the cluster `ray start` began on this host) or the "
+        "head's HOST:PORT; default: a private Ray instance on this host",
+    )
     run.add_argument("--no-progress", action="store_true", help="no per-run progress bar")
     multi = run.add_argument_group(
         "multi-host",
@@ -266,6 +279,8 @@ def _run(args: argparse.Namespace) -> int:
         pin_to_cores([int(c) for c in args.pin_cores.split(",")])
     from experiments.runner import RunnerOptions, run_sweep
 
+    on_ray = args.executor == "ray" or args.address is not None
+    address = _ray_address(args) if on_ray else None
     if args.distributed or args.coordinator:
         _init_distributed(args)
         args.jobs = 1  # one process per host, each a part of every run
@@ -286,7 +301,12 @@ def _run(args: argparse.Namespace) -> int:
     from lab.train import RunInterrupted
 
     try:
-        report = run_sweep(args.file, args.out, options)
+        if on_ray:
+            from experiments.ray_executor import run_sweep_ray
+
+            report = run_sweep_ray(args.file, args.out, options, address)
+        else:
+            report = run_sweep(args.file, args.out, options)
     except RunInterrupted as interrupted:
         print(f"scaling-lab sweep run: {interrupted}", file=sys.stderr)
         return EXIT_PREEMPTED
@@ -303,6 +323,16 @@ def _run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return report.exit_code
+
+
+def _ray_address(args: argparse.Namespace) -> str | None:
+    from lab.errors import ConfigError
+
+    if args.executor != "ray":
+        raise ConfigError("--address is the Ray cluster's; add --executor ray")
+    if args.distributed or args.coordinator:
+        raise ConfigError("--executor ray starts each run's processes itself; drop --distributed")
+    return args.address
 
 
 def _init_distributed(args: argparse.Namespace) -> None:

@@ -17,6 +17,7 @@ import dataclasses
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 from experiments import sweep_dir
 from experiments.claims import ClaimStore
@@ -112,26 +113,34 @@ def run_sweep(sweep_path: str, out: str, options: RunnerOptions) -> WorkerReport
     report.failed += main.failed
     report.diverged += main.diverged
     report.skipped += main.skipped
-    if _all_finished(out, grid) and (spec.tuning is None or _all_finished(out, tuning)):
+    if all_finished(out, grid) and (spec.tuning is None or all_finished(out, tuning)):
         rebuild_tables(out)
     return _conclude(out, report)
 
 
 def run_tuning_stage(
-    out: str, spec: SweepSpec, grid: Grid, options: RunnerOptions, report: WorkerReport
+    out: str,
+    spec: SweepSpec,
+    grid: Grid,
+    options: RunnerOptions,
+    report: WorkerReport,
+    loop: Callable[[str, SweepSpec, Grid, RunnerOptions], WorkerReport] | None = None,
 ) -> tuple[Grid | None, Grid]:
     """Train the tuning runs (waiting for other workers' ones), fit the LR law, and return the
-    main grid with its LRs (None if this worker may not wait and tuning is unfinished)."""
+    main grid with its LRs (None if this worker may not wait and tuning is unfinished).
+
+    `loop` trains a grid's runs (default `worker_loop`; the Ray executor passes its own).
+    """
     from experiments import tuning
 
     tuning_grid = tuning.tuning_grid(spec, grid)
     sweep_dir.write_plan(out, Grid(tuning_grid.points + grid.points, grid.dropped), spec)
-    first = worker_loop(out, spec, tuning_grid, options)
+    first = (loop or worker_loop)(out, spec, tuning_grid, options)
     report.trained += first.trained
     report.failed += first.failed
     report.diverged += first.diverged
     report.skipped += first.skipped
-    if not _all_finished(out, tuning_grid):
+    if not all_finished(out, tuning_grid):
         print("tuning runs still running on other workers; rerun to continue", flush=True)
         return None, tuning_grid
     law = tuning.resolve_law(out, list(tuning_grid.points))
@@ -179,13 +188,13 @@ def worker_loop(out: str, spec: SweepSpec, grid: Grid, options: RunnerOptions) -
                 continue
             point = order[choice]
             try:
-                _run_one(out, spec, point, options, report, since, leader)
+                run_one(out, spec, point, options, report, since, leader)
             finally:
                 if leader:
                     claims.release(point.run_id)
             if leader:
                 update_tables(out, point.run_id)
-                _announce(out, grid, point, name)
+                announce(out, grid, point, name)
     finally:
         claims.stop()
     report.skipped = len(grid.points) - len(report.trained) - len(report.failed)
@@ -199,13 +208,13 @@ def _choose(
     out: str, order: list[GridPoint], claims: ClaimStore, options: RunnerOptions, since: float
 ) -> int:
     """Index in `order` of the next run this worker now holds a claim on, or DONE / WAIT."""
-    pending = [i for i, p in enumerate(order) if not _is_finished(out, p, options, since)]
+    pending = [i for i, p in enumerate(order) if not is_finished(out, p, options, since)]
     if not pending:
         return DONE
     for i in pending:
-        if _is_finished(out, order[i], options, since) or not claims.try_claim(order[i].run_id):
+        if is_finished(out, order[i], options, since) or not claims.try_claim(order[i].run_id):
             continue
-        if _is_finished(out, order[i], options, since):  # finished between check and claim
+        if is_finished(out, order[i], options, since):  # finished between check and claim
             claims.release(order[i].run_id)
             continue
         return i
@@ -234,7 +243,7 @@ def _broadcast(choice: int) -> int:
     return int(multihost_utils.broadcast_one_to_all(np.int32(choice)))
 
 
-def _is_finished(out: str, point: GridPoint, options: RunnerOptions, since: float) -> bool:
+def is_finished(out: str, point: GridPoint, options: RunnerOptions, since: float) -> bool:
     """Finished, unless a retry flag asks again for a run that ended before `since`."""
     state = sweep_dir.run_state(out, point.run_id)
     retry = (state == RunStatus.DIVERGED and options.retry_diverged) or (
@@ -245,7 +254,7 @@ def _is_finished(out: str, point: GridPoint, options: RunnerOptions, since: floa
     return state in FINISHED
 
 
-def _run_one(
+def run_one(
     out: str,
     spec: SweepSpec,
     point: GridPoint,
@@ -285,11 +294,11 @@ def _run_one(
         report.diverged.append(point.run_id)
 
 
-def _all_finished(out: str, grid: Grid) -> bool:
+def all_finished(out: str, grid: Grid) -> bool:
     return all(sweep_dir.run_state(out, p.run_id) in FINISHED for p in grid.points)
 
 
-def _announce(out: str, grid: Grid, point: GridPoint, worker: str) -> None:
+def announce(out: str, grid: Grid, point: GridPoint, worker: str) -> None:
     """One line per finished run: what it reached and how far the sweep is."""
     from experiments.status import sweep_progress
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from experiments.resources import ResourceSpec, parse_resources
 from experiments.tuning_spec import TuningSpec, parse_tuning
 from lab.config import MeshConfig, ModelConfig, OptimizerConfig
 from lab.errors import ConfigError
@@ -88,6 +89,9 @@ class SweepSpec:
     description: str = ""
     expected_minutes: float | None = None
     tuning: TuningSpec | None = None  # [tuning]: per-size LR sweep before the main runs
+    # [resources]: what a run asks Ray for; not part of the sweep's identity (results do
+    # not depend on it), so a restarted sweep may ask for other resources
+    resources: ResourceSpec = dataclasses.field(default=ResourceSpec(), compare=False)
 
     @property
     def counting_convention(self) -> str:
@@ -137,12 +141,12 @@ def resolve_sweep_path(path: str | Path) -> Path:
 
 def parse_sweep(table: Mapping[str, Any], default_name: str = "sweep") -> SweepSpec:
     """Validate a parsed sweep table into a `SweepSpec`."""
-    tables = {"sweep", "run", "model", "optimizer", "data", "mesh", "tuning"}
+    tables = {"sweep", "run", "model", "optimizer", "data", "mesh", "tuning", "resources"}
     unknown = sorted(set(table) - tables)
     if unknown:
         raise SweepError(
             f"unknown table(s) {unknown} in the sweep file; use [sweep], [run], [model], "
-            "[optimizer], [data], [mesh], [tuning]"
+            "[optimizer], [data], [mesh], [tuning], [resources]"
         )
     sweep = dict(_table(table, "sweep"))
     bad = sorted(set(sweep) - set(SWEEP_KEYS))
@@ -198,6 +202,7 @@ def parse_sweep(table: Mapping[str, Any], default_name: str = "sweep") -> SweepS
         description=str(sweep.get("description", "")),
         expected_minutes=float(expected) if expected is not None else None,
         tuning=parse_tuning(table["tuning"]) if "tuning" in table else None,
+        resources=parse_resources(table.get("resources")),
     )
 
 
