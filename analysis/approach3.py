@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.bootstrap import DEFAULT_LEVEL, percentile_ci, resample_weights
+from analysis.bootstrap import DEFAULT_LEVEL, ci_dict, percentile_ci, resample_weights
 from analysis.errors import FitError
 from analysis.huber_newton import HUBER_DELTA, newton_fit, objective
 from analysis.surface import (
@@ -189,7 +189,7 @@ def fit_approach3(
         }
         names = dict(zip(PARAM_NAMES, fit.samples.T, strict=True))
         names["a"], names["b"] = allocation_exponents(names["alpha"], names["beta"])
-        fit.ci = {k: list(percentile_ci(v, level)) for k, v in names.items()}
+        fit.ci = ci_dict(names, level)
     return fit
 
 

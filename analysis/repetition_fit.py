@@ -19,7 +19,7 @@ from scipy.optimize import least_squares
 
 from analysis import repetition
 from analysis.approach3 import fit_approach3
-from analysis.bootstrap import DEFAULT_LEVEL, percentile_ci
+from analysis.bootstrap import DEFAULT_LEVEL, ci_dict
 from analysis.errors import FitError
 from analysis.huber_newton import HUBER_DELTA
 from analysis.surface import param_array
@@ -187,10 +187,9 @@ def fit_repetition(
             res = prob.solve(best.x, idx)
             rows.append(_to_params(prob.full(res.x)) if res.success else np.full(7, np.nan))
         fit.samples = np.array(rows)
-        fit.ci = {
-            k: list(percentile_ci(fit.samples[:, i], level))
-            for i, k in enumerate(repetition.DC_NAMES)
-            if k not in fixed
-        }
+        fit.ci = ci_dict(
+            {k: fit.samples[:, i] for i, k in enumerate(repetition.DC_NAMES) if k not in fixed},
+            level,
+        )
         fit.diagnostics["bootstrap"] = {"resamples": n_boot, "seed": seed}
     return fit

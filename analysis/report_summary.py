@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from analysis import surface
 from analysis.approach3 import compute_optimal
-from analysis.bootstrap import percentile_ci
+from analysis.bootstrap import ci_dict
 from analysis.pipeline import Analysis
 from analysis.report_tables import HOLDOUT_LOSS_TARGET, HOLDOUT_N_TARGET
 from analysis.table_format import Table, fmt, with_ci
@@ -53,8 +54,7 @@ def _plan(an: Analysis) -> str | None:
     if f.samples is not None and len(f.samples):
         s = f.samples
         ns, dss = compute_optimal(s, np.full(len(s), C))
-        ls = s[:, 0] + s[:, 1] / ns ** s[:, 3] + s[:, 2] / dss ** s[:, 4]
-        cis = {k: list(percentile_ci(v)) for k, v in (("N", ns), ("D", dss), ("loss", ls))}
+        cis = ci_dict({"N": ns, "D": dss, "loss": surface.loss(s, ns, dss)})
     return (
         f"at C = {fmt(C, 3)} FLOPs (Approach 3): N = {with_ci(n, cis['N'])} parameters, "
         f"D = {with_ci(d, cis['D'])} tokens, predicted loss {with_ci(loss, cis['loss'])}"
