@@ -91,7 +91,10 @@ def constrained_plan(
         s = np.asarray(src.samples, dtype=float)[:SAMPLES_FOR_INTERVALS]
         rows = [constrained_optimal(repetition.with_decay(q, rd_rn), C, U, k) for q in s]
         free = surface.loss(s, *surface.compute_optimal(s, C, k))
+        # A pool can only cost loss (effective data <= D); where it does not bind, the two
+        # optimisers agree to rounding, and a +-2e-16 is that rounding, not a cost or a gain.
         cost = np.array([r["loss"] for r in rows]) - free
+        cost = np.where(cost > 1e-12 * free, cost, 0.0)
         ci = {key: interval(np.array([r[key] for r in rows]), level) for key in best}
         out["ci"] = {**ci, "loss_cost": interval(cost, level), "level": level, "samples": len(s)}
     return out
