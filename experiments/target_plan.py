@@ -18,11 +18,10 @@ from collections.abc import Callable
 from experiments.grid import Grid, GridPoint, format_number, solve_grid
 from experiments.status import format_duration
 from experiments.sweep_file import SweepSpec
-from lab.errors import ConfigError
+from lab.data.config import tokenizer_vocab
+from lab.data.tokenizers import ByteTokenizer
 from lab.memory import format_bytes
 from lab.run_config import RunConfig
-
-BYTE_VOCAB = 259  # lab.data.tokenizers.ByteTokenizer: 256 bytes + BOS, EOS, PAD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,16 +46,8 @@ class TargetPlan:
 
 
 def declared_vocab_size(tokenizer: str) -> int:
-    """The vocabulary a tokenizer spec promises, without building it."""
-    if tokenizer == "byte":
-        return BYTE_VOCAB
-    kind, _, size = tokenizer.partition(":")
-    if kind == "sentencepiece" and size.isdigit():
-        return int(size)
-    raise ConfigError(
-        f"cannot tell the vocabulary of tokenizer {tokenizer!r} without building it; set "
-        "model.vocab_size in the sweep file's [model] table"
-    )
+    """The vocabulary a tokenizer spec promises, without building it (bytes: 259)."""
+    return tokenizer_vocab(tokenizer) or ByteTokenizer.vocab_size
 
 
 def grid_without_corpus(spec: SweepSpec) -> Grid:
