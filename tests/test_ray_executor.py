@@ -94,19 +94,23 @@ def curves(result: dict) -> list[tuple[int, float]]:
     return [(point["step"], point["loss"]) for point in result["eval_curve"]]
 
 
-@pytest.fixture(scope="module")
-def local_micro(tmp_path_factory) -> Path:
-    """The local executor's micro sweep (one job, single-threaded XLA as a Ray 1-CPU task)."""
-    root = tmp_path_factory.mktemp("local")
-    command = [sys.executable, "-m", "experiments.main", "sweep", "run", str(MICRO)]
+def run_local(sweep_file: Path, out: Path) -> Path:
+    """The local executor's sweep (one job, single-threaded XLA as a Ray 1-CPU task)."""
+    command = [sys.executable, "-m", "experiments.main", "sweep", "run", str(sweep_file)]
     subprocess.run(
-        [*command, "--out", str(root), "--jobs", "1", "--no-progress"],
+        [*command, "--out", str(out), "--jobs", "1", "--no-progress"],
         cwd=REPO,
         env=env(XLA_FLAGS=SINGLE_THREAD_FLAGS),
         check=True,
         capture_output=True,
     )
-    return root
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_micro(tmp_path_factory) -> Path:
+    """The local executor's micro sweep."""
+    return run_local(MICRO, tmp_path_factory.mktemp("local"))
 
 
 def assert_same_runs(root: Path, reference: Path) -> None:
@@ -335,15 +339,7 @@ TUNING = '\n[tuning]\nlr_values = [1e-3, 3e-3, 1e-2, 3e-2]\nsteps = 24\nsizes = 
 def test_a_tuning_stage_on_ray_fits_the_same_law_before_the_main_runs(cluster, tmp_path) -> None:
     sweep_file = tmp_path / "micro_tuned.toml"
     sweep_file.write_text(MICRO.read_text() + TUNING)
-    local = tmp_path / "local"
-    command = [sys.executable, "-m", "experiments.main", "sweep", "run", str(sweep_file)]
-    subprocess.run(
-        [*command, "--out", str(local), "--jobs", "1", "--no-progress"],
-        cwd=REPO,
-        env=env(XLA_FLAGS=SINGLE_THREAD_FLAGS),
-        check=True,
-        capture_output=True,
-    )
+    local = run_local(sweep_file, tmp_path / "local")
     root = tmp_path / "ray"
     output = finish(sweep_run(cluster, root, sweep_file))
     lines = output.splitlines()
