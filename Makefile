@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,tpu,ray,dev]'
+	$(BIN)/pip install --quiet -e '.[train,cloud,tpu,ray,dev]'
 	touch $(STAMP)
 
 ## demo: the main job, a real IsoFLOP sweep on the embedded stdlib corpus and its analysis (CPU)
