@@ -76,7 +76,7 @@ def _resolve_nc(
     n_col = find_column(df, n_key, mapping)
     loss_col = find_column(df, "loss", mapping)
     d_col = find_column(df, "D", mapping)
-    c_key = ("C" if conv.params == "total" else "C_nonemb") if conv.flops == "6ND" else "C_detailed"
+    c_key = conv.c_key
     if mapping.get("C") and c_key != "C":
         mapping[c_key] = mapping["C"]
     c_col = find_column(df, c_key, mapping)
@@ -88,10 +88,11 @@ def _resolve_nc(
             f"no {n_key} column ({conv.params} parameters) among {list(map(str, df.columns))}; "
             f"name it with {hint}"
         )
-    if conv.flops == "detailed" and c_col is None:
+    if not conv.is_6nd and c_col is None:
+        column = {"C": "C_6N", "C_nonemb": "C_6N_nonemb"}.get(c_key, c_key)
         raise ColumnError(
-            "FLOP convention 'detailed' needs a detailed FLOP column (C_detailed); "
-            "name it with --c COLUMN or use --flops 6ND"
+            f"FLOP convention {conv.flops!r} with {conv.params} N needs its FLOP column "
+            f"({column}); name it with --c COLUMN or use --flops 6ND"
         )
     out = pd.DataFrame(index=df.index)
     out["loss"] = numeric(df, loss_col)
@@ -123,7 +124,7 @@ def _resolve_nc(
         out["C"] = 6.0 * out["N"] * out["D"]
         taken["C"] = "derived: 6 N D"
     check_scaled_units(out, given_c, given_d)
-    if conv.flops != "detailed" and given_c and given_d:
+    if conv.is_6nd and given_c and given_d:
         check_c_is_6nd(out, str(c_col), conv, warnings)
     return out
 

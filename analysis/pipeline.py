@@ -69,7 +69,13 @@ def run_fits(
     if at is None:
         at = default_at(ds)
     out = Analysis(ds, warnings=list(ds.warnings), at=tuple(at))
-    out.options = dict(n_boot=n_boot, seed=seed, k_nearest=k_nearest, include_edge=include_edge)
+    out.options = dict(
+        n_boot=n_boot,
+        n_boot_a3=n_boot_a3,
+        seed=seed,
+        k_nearest=k_nearest,
+        include_edge=include_edge,
+    )
     pts = ds.points
     fitters = {
         "1": lambda: fit_approach1(ds.curves, n_boot=n_boot, seed=seed),
@@ -83,7 +89,10 @@ def run_fits(
             n_boot=n_boot_a3,
             seed=seed,
             flops_per_param_token=effective_flops_per_param_token(
-                pts["N"], pts["D"], pts.get("C"), ds.conventions.flops
+                pts["N"],
+                pts["D"],
+                pts.get("C"),
+                "6ND" if ds.conventions.is_6nd else ds.conventions.c_flops,
             ),
         ),
     }
@@ -184,6 +193,7 @@ def approach_dicts(an: Analysis, max_samples: int = 1000) -> dict[str, dict]:
         f = an.approach2
         cols = [
             "budget",
+            "C_opt",
             "n_runs",
             "n_sizes",
             "N_opt",

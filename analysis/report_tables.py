@@ -114,6 +114,7 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
         rows = [
             [
                 fmt(r.budget),
+                fmt(r.C_opt),
                 str(r.n_runs),
                 fmt(r.N_opt),
                 ci_text(r.N_opt_ci),
@@ -126,7 +127,16 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
         out.append(
             (
                 "IsoFLOP minima per budget",
-                ["budget C", "runs", "N_opt", "N_opt 95% CI", "D_opt", "loss", "minimum"],
+                [
+                    "budget C",
+                    "C at N_opt",
+                    "runs",
+                    "N_opt",
+                    "N_opt 95% CI",
+                    "D_opt",
+                    "loss",
+                    "minimum",
+                ],
                 rows,
             )
         )
