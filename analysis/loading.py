@@ -302,27 +302,42 @@ def drop_highest(ds: Dataset, k: int) -> Dataset:
     return ds
 
 
+def curves_file(path: Path) -> str | None:
+    """The curves table of a sweep or study data directory: curves.csv, else curves.csv.gz
+    (a study's published data folder gzips it), else None."""
+    return next((n for n in (CURVES, CURVES + ".gz") if (path / n).exists()), None)
+
+
+def is_results_beside_curves(path: Path) -> bool:
+    """A results.csv with its curves table beside it: a sweep's or a study data folder's
+    (`scaling-lab sweep export`), read as that directory so Approach 1 gets its curves."""
+    return path.name == RESULTS and path.is_file() and curves_file(path.parent) is not None
+
+
 def load_sweep_dir(
     path: Path,
     conventions: Conventions = DEFAULT_CONVENTIONS,
     include_tuning: bool = False,
     scales: Mapping[str, float] | None = None,
+    source: str | None = None,
 ) -> Dataset:
-    """A runner results directory: results.csv (+ curves.csv when present), each checked
-    against the sweep's tables.json manifest when it has one."""
+    """A runner results directory or a study's data folder: results.csv (+ curves.csv or
+    curves.csv.gz, + samples.json when present), each checked against the directory's
+    tables.json manifest when it has one. `source`: how outputs name it (default the path)."""
     if not (path / RESULTS).exists():
         raise AnalysisError(f"{path} has no {RESULTS}; is it a sweep directory?")
     ds = from_frame(
         read_sweep_table(path, RESULTS),
         conventions,
-        source=str(path),
+        source=source or str(path),
         include_tuning=include_tuning,
         scales=scales,
     )
     if (path / "samples.json").exists():
         ds.samples = read_samples(path / "samples.json", ds.warnings)
-    if (path / CURVES).exists():
-        raw = read_sweep_table(path, CURVES, allow_empty=True)
+    curves_name = curves_file(path)
+    if curves_name is not None:
+        raw = read_sweep_table(path, curves_name, allow_empty=True)
         if len(raw):
             raw = raw.loc[raw["run_id"].astype(str).isin(set(ds.points["run_id"]))]
             warnings: list[str] = []
@@ -331,7 +346,7 @@ def load_sweep_dir(
             curves.insert(0, "run_id", raw["run_id"].astype(str).to_numpy())
             ds.curves = _validate(curves, "curve rows", warnings).sort_values(["run_id", "D"])
             ds.warnings += [
-                f"{CURVES}: {w}"
+                f"{curves_name}: {w}"
                 for w in warnings
                 if ("6ND" in w and "differs" in w) or "dropped" in w
             ]

@@ -10,6 +10,7 @@ from analysis.loading import SAMPLE_ROLES
 from analysis.lr_report import lr_tables
 from analysis.pipeline import Analysis
 from analysis.reference import TOKENS_PER_PARAM_RULE, get_reference
+from analysis.sensitivity import sensitivity_tables
 from analysis.study import study_tables
 from analysis.table_format import Table, ci_text, fmt, has_ci
 
@@ -44,8 +45,9 @@ def samples_table(samples: list[dict]) -> Table:
     )
 
 
-def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
-    """(title, header, rows) for every section the data allow."""
+def tables(an: Analysis, holdout: dict | None = None, sensitivity: bool = False) -> list[Table]:
+    """(title, header, rows) for every section the data allow; `sensitivity` adds the
+    convention-sensitivity section (the report's: 6 refits, too slow for every `fit`)."""
     ds, out = an.dataset, []
     pts = ds.points
     out.append(
@@ -243,6 +245,8 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
             )
         )
     out.extend(study_tables(an))  # both conventions, E vs true entropy, cost and MFU
+    if sensitivity:
+        out.extend(sensitivity_tables(an))  # a under every count of C and N
     if ds.samples:
         out.append(samples_table(ds.samples))
     out.extend(lr_tables(ds.source))  # which LR policy produced the frontier (+ tuning)
