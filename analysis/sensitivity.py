@@ -103,6 +103,8 @@ def _why_n(an: Analysis, base: ConventionFit) -> str:
     runs = raw.loc[raw["run_id"].astype(str).isin(set(base.dataset.points["run_id"]))]
     c1, c2, n1, n2 = ends
     s1, s2 = embedding_share(runs, n1), embedding_share(runs, n2)
+    if not (0 <= s1 < 1 and 0 <= s2 < 1):
+        return ""  # N_nonemb not a part of N: nothing to explain with
     shift = np.log((1 - s2) / (1 - s1)) / np.log(c2 / c1)
     return (
         f"embeddings are {100 * s1:.0f}% of N_opt at the smallest frontier budget and "
