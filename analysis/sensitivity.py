@@ -150,7 +150,7 @@ def _moves(rows: list[ConventionFit], an: Analysis) -> list[list[str]]:
         return [["which choice moves a", "no other convention can be fitted"]]
     changes.sort(key=lambda c: -abs(c[0]))
     lines = [
-        f"{what}: {d:+.3f} (a = {base.approach2.a:.3f} -> {base.approach2.a + d:.3f})"
+        f"{what}: {d:+.3f} (a = {base.approach2.a:.3f} to {base.approach2.a + d:.3f})"
         for d, what, _ in changes
     ]
     out = [
@@ -168,7 +168,7 @@ def _moves(rows: list[ConventionFit], an: Analysis) -> list[list[str]]:
             [
                 "Approach 3",
                 "a = beta / (alpha + beta) of L(N, D), fitted without C, so C does not move it; "
-                f"N does: {a3['total'].a:.3f} (total) -> {a3['nonemb'].a:.3f} (non-embedding). "
+                f"N does: {a3['total'].a:.3f} (total) to {a3['nonemb'].a:.3f} (non-embedding). "
                 "C moves only its tokens per parameter at a budget (through the FLOPs per "
                 "parameter-token of the count)",
             ]
