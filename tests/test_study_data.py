@@ -308,3 +308,33 @@ def test_sensitivity_reading_names_the_mover_and_the_half_verdict(study):
     exponents = _section(report, "Convention sensitivity: the exponent a")
     any_inside = any("yes" in r[5] for r in exponents)
     assert half.startswith("yes") == any_inside
+
+
+def test_export_of_a_missing_sweep_is_one_line_exit_2(tmp_path, capsys):
+    from experiments.main import main
+
+    assert main(["sweep", "export", str(tmp_path / "nope"), "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a sweep directory" in err
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.slow
+def test_a_trained_sweep_exports_and_its_report_regenerates(tmp_path):
+    """End to end on real runs: `sweep run micro`, `sweep export`, `report` from the folder,
+    and the report regenerated from the folder alone (run directories deleted) is the same."""
+    import shutil
+
+    from experiments.main import main
+
+    sweep = tmp_path / "sweep"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["sweep", "run", "micro", "--out", str(sweep), "--jobs", "1"]) == 0
+        assert main(["sweep", "export", str(sweep), "--out", str(tmp_path / "data")]) == 0
+    shutil.rmtree(sweep)
+    argv = ["report", "data/results.csv", "--out", "report", "--markdown-only", *FAST]
+    with contextlib.chdir(tmp_path), contextlib.redirect_stdout(io.StringIO()):
+        analysis_cli.run(argv)
+    committed, regenerated = regenerate(argv, tmp_path, tmp_path / "again")
+    assert report_mismatches(committed, regenerated) == []
+    assert "| training curves | yes |" in committed and "| runs | 6 |" in committed
