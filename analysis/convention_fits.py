@@ -21,6 +21,7 @@ import pandas as pd
 
 from analysis.approach2 import Approach2Fit, fit_approach2
 from analysis.approach3 import Approach3Fit, fit_approach3
+from analysis.columns import as_bool, find_column
 from analysis.conventions import Conventions
 from analysis.errors import AnalysisError, FitError
 from analysis.loading import Dataset, from_frame
@@ -59,6 +60,15 @@ def _table(an: Analysis) -> pd.DataFrame | None:
     if ds.raw is None or ds.source.startswith("example:") or ds.notes or not ds.has_sizes:
         return None  # a shipped example, or runs dropped by --drop-highest: not `fit FILE`
     return ds.raw
+
+
+def _with_tuning(an: Analysis, table: pd.DataFrame) -> bool:
+    """Whether the report's fits kept LR-tuning runs (`--include-tuning`): refit the same."""
+    col = find_column(table, "tuning")
+    if col is None or "run_id" not in table:
+        return False
+    tuning = table.loc[as_bool(table[col]), "run_id"].astype(str)
+    return bool(tuning.isin(set(an.dataset.points["run_id"].astype(str))).any())
 
 
 def _approach3(
@@ -100,10 +110,12 @@ def convention_fits(an: Analysis) -> list[ConventionFit] | None:
     opts = an.options
     out: list[ConventionFit] = []
     shared: dict[str, tuple[np.ndarray, Approach3Fit]] = {}
+    tuning = _with_tuning(an, table)
     for flops in C_CHOICES:
         for params in N_CHOICES:
             try:
-                ds = from_frame(table, Conventions(params, flops), source=an.dataset.source)
+                conv = Conventions(params, flops)
+                ds = from_frame(table, conv, source=an.dataset.source, include_tuning=tuning)
             except AnalysisError:
                 return None  # a convention's column is missing: no section
             row = ConventionFit(flops, params, ds)

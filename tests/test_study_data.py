@@ -338,3 +338,31 @@ def test_a_trained_sweep_exports_and_its_report_regenerates(tmp_path):
     committed, regenerated = regenerate(argv, tmp_path, tmp_path / "again")
     assert report_mismatches(committed, regenerated) == []
     assert "| training curves | yes |" in committed and "| runs | 6 |" in committed
+
+
+def test_sensitivity_refits_the_runs_the_report_fitted(tmp_path):
+    """Refits keep LR-tuning runs exactly when the report did (--include-tuning), and the
+    section is left out when a convention's column is missing."""
+    from analysis.convention_fits import convention_fits
+    from analysis.pipeline import run_fits
+    from analysis.sensitivity import sensitivity_tables
+    from analysis.sources import load
+
+    sweep = make_sweep_dir(tmp_path)
+    table = (sweep / "results.csv").read_text().splitlines()
+    header = table[0].split(",")
+    col = header.index("tuning")
+    for i in (1, 2):  # two runs become LR-tuning runs
+        cells = table[i].split(",")
+        cells[col] = "True"
+        table[i] = ",".join(cells)
+    plain = tmp_path / "runs.csv"
+    plain.write_text("\n".join(table) + "\n")
+    for include, runs in ((False, 22), (True, 24)):
+        an = run_fits(load(plain, include_tuning=include), ("2",), n_boot=20, n_boot_a3=20)
+        rows = convention_fits(an)
+        assert len(rows) == 6 and {len(r.dataset.points) for r in rows} == {runs}
+    no_detailed = tmp_path / "no_detailed.csv"
+    no_detailed.write_text(plain.read_text().replace("C_detailed", "C_other"))
+    an = run_fits(load(no_detailed), ("2",), n_boot=20, n_boot_a3=20)
+    assert convention_fits(an) is None and sensitivity_tables(an) == []
