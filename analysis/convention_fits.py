@@ -23,6 +23,7 @@ from analysis.approach2 import Approach2Fit, fit_approach2
 from analysis.approach3 import Approach3Fit, fit_approach3
 from analysis.columns import as_bool, find_column
 from analysis.conventions import Conventions
+from analysis.cost_optimum import CostOptimum, cost_optimum
 from analysis.errors import AnalysisError, FitError
 from analysis.loading import Dataset, from_frame
 from analysis.pipeline import Analysis
@@ -42,12 +43,23 @@ class ConventionFit:
     dataset: Dataset
     approach2: Approach2Fit | None = None
     approach3: Approach3Fit | None = None
+    approach3_cost: CostOptimum | None = None  # under a C not proportional to N D
     reasons: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def options(self) -> str:
         """The `scaling-lab fit` options that give this row."""
         return f"--flops {self.flops} --params {self.params}"
+
+    @property
+    def cost_a(self) -> tuple[float, list[float] | None] | None:
+        """Approach 3's a with its optimum under this C: beta / (alpha + beta) when C is
+        proportional to N D, else the local exponent (`cost_optimum`)."""
+        if self.approach3_cost is not None:
+            return self.approach3_cost.a, self.approach3_cost.ci
+        if self.approach3 is not None and self.dataset.conventions.is_6nd:
+            return self.approach3.a, self.approach3.ci.get("a")
+        return None
 
     @property
     def label(self) -> str:
@@ -131,6 +143,8 @@ def convention_fits(an: Analysis) -> list[ConventionFit] | None:
                 row.reasons["2"] = str(e)
             try:
                 row.approach3 = _approach3(an, ds, shared)
+                if ds.has_budgets and not conv.is_6nd:  # as `fit` does (pipeline.run_fits)
+                    row.approach3_cost = cost_optimum(row.approach3, ds.points, an.at)
             except (FitError, AnalysisError) as e:
                 row.reasons["3"] = str(e)
             out.append(row)

@@ -89,6 +89,9 @@ def tables(an: Analysis, holdout: dict | None = None, sensitivity: bool = False)
                 fmt(bes["alpha"] / (bes["alpha"] + bes["beta"])),
             ],
         ]
+        if an.approach3_cost is not None:  # C is not k N D with one k: its own optimum
+            cost = an.approach3_cost
+            rows.append(["a under this C (local)", fmt(cost.a), ci_text(cost.ci), "", ""])
         out.append(
             (
                 "Approach 3: L(N, D) = E + A/N^alpha + B/D^beta",

@@ -285,6 +285,13 @@ def test_sensitivity_entries_equal_fit_by_hand(study):
         a2, a3 = doc["approach2"], doc["approach3"]
         assert row[3] == with_ci(a2["a"], a2["ci"]["a"])
         assert row[4] == with_ci(a3["a"], a3["ci"]["a"])
+        # Approach 3's optimum under this C: `fit` gives it (a_at_cost) where C is not k N D
+        # with one k; where it is, it is beta / (alpha + beta) itself.
+        cost = a3.get("a_at_cost") or {"a": a3["a"], "ci": a3["ci"]["a"]}
+        assert ("a_at_cost" in a3) == (
+            (flops, params) not in {("6N", "total"), ("6N_nonemb", "nonemb")}
+        )
+        assert row[5] == with_ci(cost["a"], cost["ci"])
         for fit, key in (("Approach 2", "approach2"), ("Approach 3", "approach3")):
             line = next(t for t in tokens if t[0] == fit and t[1] == row[0] and t[2] == row[1])
             expected = [with_ci(t["value"], t["ci"]) for t in doc[key]["tokens_per_param"]]
@@ -306,7 +313,7 @@ def test_sensitivity_reading_names_the_mover_and_the_half_verdict(study):
     half = reading["a = 0.5 inside an interval?"]
     assert half.startswith(("yes", "no"))
     exponents = _section(report, "Convention sensitivity: the exponent a")
-    any_inside = any("yes" in r[5] for r in exponents)
+    any_inside = any("yes" in r[6] for r in exponents)
     assert half.startswith("yes") == any_inside
 
 
