@@ -25,6 +25,13 @@ one the sweep planned with (the detailed count adds attention, a larger share of
 model's FLOPs; 6 N_nonemb D counts embeddings out), so the optimum of a budget costs a
 different C in each convention, and a follows the convention asked for. Each resample's
 frontier uses the C at that resample's own N_opt.
+
+What this measures under a count other than the sweep's own: the sweep's minima (along its
+lines of constant nominal budget) priced in that count, not the optimum along lines of
+constant C in that count. The two differ where C / (N D) changes with N: on a known L(N, D)
+with the CPU studies' attention share, the detailed count moves this a by +0.010 while the
+true optimum under that count moves by -0.008 (tests/test_study_data.py's surface).
+`cost_optimum` re-optimises Approach 3's L(N, D) under the count instead.
 """
 
 from __future__ import annotations
