@@ -30,7 +30,7 @@ What this measures under a count other than the sweep's own: the sweep's minima 
 lines of constant nominal budget) priced in that count, not the optimum along lines of
 constant C in that count. The two differ where C / (N D) changes with N: on a known L(N, D)
 with the CPU studies' attention share, the detailed count moves this a by +0.010 while the
-true optimum under that count moves by -0.008 (tests/test_study_data.py's surface).
+true optimum under that count moves by -0.008 (tests/test_study_data.py, the known surface).
 `cost_optimum` re-optimises Approach 3's L(N, D) under the count instead.
 """
 

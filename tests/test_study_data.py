@@ -373,3 +373,25 @@ def test_sensitivity_refits_the_runs_the_report_fitted(tmp_path):
     no_detailed.write_text(plain.read_text().replace("C_detailed", "C_other"))
     an = run_fits(load(no_detailed), ("2",), n_boot=20, n_boot_a3=20)
     assert convention_fits(an) is None and sensitivity_tables(an) == []
+
+
+def test_approach2_prices_the_sweeps_minima_while_the_true_optimum_moves_the_other_way(tmp_path):
+    """The caveat in approach2's docstring, on the known surface: under the detailed count,
+    Approach 2 (the sweep's minima, priced in that count) moves a by +0.010, while the true
+    L(N, D) minimised under that count (cost_optimum with TRUTH) moves it by -0.008."""
+    from analysis.approach2 import fit_approach2
+    from analysis.approach3 import Approach3Fit
+    from analysis.conventions import Conventions
+    from analysis.cost_optimum import cost_optimum
+    from analysis.sources import load
+
+    sweep = make_sweep_dir(tmp_path)
+    truth = Approach3Fit(params=TRUTH, objective=0.0, n_points=0)
+    a2, true_a = {}, {}
+    for flops in ("6N", "detailed"):
+        pts = load(sweep, Conventions("total", flops)).points
+        a2[flops] = fit_approach2(pts, n_boot=0).a
+        true_a[flops] = cost_optimum(truth, pts, BUDGETS).a
+    assert true_a["6N"] == pytest.approx(TRUTH["beta"] / (TRUTH["alpha"] + TRUTH["beta"]), abs=1e-5)
+    assert a2["detailed"] - a2["6N"] == pytest.approx(0.010, abs=0.002)
+    assert true_a["detailed"] - true_a["6N"] == pytest.approx(-0.008, abs=0.002)
