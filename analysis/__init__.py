@@ -40,6 +40,8 @@ Output
 - table_format  how numbers and intervals are written
 - plots         the report's figures
 - study         both parameter conventions, E vs true entropy, cost and MFU
+- convention_fits   Approaches 2 and 3 under every count of C and N
+- sensitivity   the report's convention-sensitivity tables and their reading
 - lr_report     the hyperparameter section and its figure
 
 Planning

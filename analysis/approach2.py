@@ -16,6 +16,22 @@ fewer gets no interval (3 points fix a parabola, nothing checks it), nor does on
 resamples lack a minimum more often than one tail of the interval holds (`percentile_ci`);
 the share of such resamples is in the budgets table (`boot_invalid`) and the diagnostics. A
 resample in which a frontier budget has no minimum fits its frontier line without it.
+
+Compute: runs are grouped by their nominal budget (the sweep's `budget` column, else
+clusters of C), but the frontier N_opt ~ C^a is fitted against the chosen convention's C at
+each budget's optimum (`C_opt`: the runs' own C, interpolated in log N at N_opt), not against
+the nominal budget. The runs of one nominal budget differ in C under any convention but the
+one the sweep planned with (the detailed count adds attention, a larger share of a small
+model's FLOPs; 6 N_nonemb D counts embeddings out), so the optimum of a budget costs a
+different C in each convention, and a follows the convention asked for. Each resample's
+frontier uses the C at that resample's own N_opt.
+
+What this measures under a count other than the sweep's own: the sweep's minima (along its
+lines of constant nominal budget) priced in that count, not the optimum along lines of
+constant C in that count. The two differ where C / (N D) changes with N: on a known L(N, D)
+with the CPU studies' attention share, the detailed count moves this a by +0.010 while the
+true optimum under that count moves by -0.008 (tests/test_study_data.py, the known surface).
+`cost_optimum` re-optimises Approach 3's L(N, D) under the count instead.
 """
 
 from __future__ import annotations
@@ -52,6 +68,20 @@ def budget_groups(points: pd.DataFrame, max_width_decades: float = 0.1) -> np.nd
         label[i] = g
     centers = np.array([10 ** lc[label == k].mean() for k in range(g + 1)])
     return centers[label]
+
+
+def log_c_at(logN: np.ndarray, logC: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """log C at log N = x along one budget's runs: piecewise linear through each size's mean
+    log C, extended linearly past the smallest and largest size (nan where x is nan)."""
+    sizes, which = np.unique(logN, return_inverse=True)
+    means = np.bincount(which, weights=logC) / np.bincount(which)
+    x = np.asarray(x, dtype=float)
+    if sizes.size == 1:
+        return np.where(np.isfinite(x), means[0], np.nan)
+    inside = np.interp(x, sizes, means)
+    lo = means[0] + (means[1] - means[0]) / (sizes[1] - sizes[0]) * (x - sizes[0])
+    hi = means[-1] + (means[-1] - means[-2]) / (sizes[-1] - sizes[-2]) * (x - sizes[-1])
+    return np.where(x < sizes[0], lo, np.where(x > sizes[-1], hi, inside))
 
 
 def _design(x: np.ndarray, x0: float) -> np.ndarray:
@@ -136,6 +166,7 @@ class IsoflopMinima:
     table: pd.DataFrame
     boot_n: list[np.ndarray]
     boot_d: list[np.ndarray]
+    boot_c: list[np.ndarray]  # the convention's C at each resample's N_opt
     warnings: list[str]
     pool: np.ndarray
     boot: int
@@ -155,10 +186,11 @@ def isoflop_minima(
     for C_b in np.unique(budgets):
         m = budgets == C_b
         g = points.loc[m]
-        logN, logD, loss = (
-            np.log(g["N"].to_numpy()),
-            np.log(g["D"].to_numpy()),
-            g["loss"].to_numpy(),
+        logN, logD, logC, loss = (
+            np.log(g["N"].to_numpy(dtype=float)),
+            np.log(g["D"].to_numpy(dtype=float)),
+            np.log(g["C"].to_numpy(dtype=float)),
+            g["loss"].to_numpy(dtype=float),
         )
         sizes = np.unique(logN)
         if sizes.size < 3:
@@ -166,7 +198,7 @@ def isoflop_minima(
             continue
         sel = _select_rows(logN, loss, k_nearest)
         fitted, resid = studentized_residuals(logN[sel], loss[sel])
-        groups.append((C_b, m, logN, logD, loss, sizes, sel, fitted, resid))
+        groups.append((C_b, m, logN, logD, logC, loss, sizes, sel, fitted, resid))
     if not groups:
         raise FitError("Approach 2 needs budgets with 3+ model sizes each; none found")
     pool = np.concatenate([grp[-1] for grp in groups])
@@ -178,11 +210,11 @@ def isoflop_minima(
         )
     boot = n_boot if pool.size else 0
     rng = np.random.default_rng(seed)
-    rows, boot_n, boot_d = [], [], []
+    rows, boot_n, boot_d, boot_c = [], [], [], []
     # A resample's vertex far outside the sizes overflows exp to inf: an invalid resample,
     # counted as such (`percentile_ci`), not a RuntimeWarning on the analyst's terminal.
     with np.errstate(over="ignore"):
-        for C_b, m, logN, logD, loss, sizes, sel, fitted, resid in groups:
+        for C_b, m, logN, logD, logC, loss, sizes, sel, fitted, resid in groups:
             xn, ln_min, coef_n = parabola_minima(logN, loss, sel[None, :].astype(float))
             xd, _, coef_d = parabola_minima(logD, loss, sel[None, :].astype(float))
             xn_b = xd_b = np.zeros(0)
@@ -222,6 +254,7 @@ def isoflop_minima(
                     "n_runs": int(m.sum()),
                     "n_sizes": int(sizes.size),
                     "sizes_used": int(used.size),
+                    "C_opt": float(np.exp(log_c_at(logN, logC, xn)[0])),
                     "N_opt": float(np.exp(xn[0])),
                     "D_opt": float(np.exp(xd[0])),
                     "loss_opt": float(ln_min[0]),
@@ -238,7 +271,8 @@ def isoflop_minima(
             )
             boot_n.append(np.exp(xn_b))
             boot_d.append(np.exp(xd_b))
-    return IsoflopMinima(pd.DataFrame(rows), boot_n, boot_d, warnings, pool, boot)
+            boot_c.append(np.exp(log_c_at(logN, logC, xn_b)))
+    return IsoflopMinima(pd.DataFrame(rows), boot_n, boot_d, boot_c, warnings, pool, boot)
 
 
 def fit_approach2(
@@ -251,7 +285,9 @@ def fit_approach2(
 ) -> Approach2Fit:
     """IsoFLOP parabolas per budget, then N_opt ~ C^a and D_opt ~ C^b over clean budgets.
 
-    Intervals come from a fixed-design residual bootstrap (module docstring); a budget with
+    Runs are grouped by nominal budget; each law is fitted against `C_opt`, the points' own C
+    (the chosen FLOP convention) at the budget's optimum, so `--flops` moves a and b (module
+    docstring). Intervals come from a fixed-design residual bootstrap (module docstring); a budget with
     3 sizes or fewer, or whose resamples too often have no minimum, gets no interval.
     """
     m = isoflop_minima(points, n_boot, seed, k_nearest, include_edge, level)
@@ -264,7 +300,7 @@ def fit_approach2(
             f"Approach 2 needs 2+ budgets with an interior IsoFLOP minimum; got {int(use.sum())} "
             "(widen the size ladder around the optimum, or pass include_edge)"
         )
-    C = table["budget"].to_numpy()[use]
+    C = table["C_opt"].to_numpy()[use]
     a, lkN = loglog_fit(C, table["N_opt"].to_numpy()[use][None, :])
     b, lkD = loglog_fit(C, table["D_opt"].to_numpy()[use][None, :])
     fit = Approach2Fit(
@@ -279,15 +315,19 @@ def fit_approach2(
     if boot:
         nb = np.stack(m.boot_n, axis=1)[:, use]
         db = np.stack(m.boot_d, axis=1)[:, use]
+        cb = np.stack(m.boot_c, axis=1)[:, use]
         # A budget without a minimum in some resample (in N or in D) is left out of that
         # resample's frontier line, in both laws alike; how often is reported, and a budget
         # that fails too often has no interval of its own (see `_budget_interval`).
         with np.errstate(invalid="ignore"):
-            ok_RxB = np.isfinite(nb) & np.isfinite(db) & (nb > 0) & (db > 0)
+            ok_RxB = (
+                np.isfinite(nb) & np.isfinite(db) & (nb > 0) & (db > 0) & np.isfinite(cb) & (cb > 0)
+            )
         nb, db = np.where(ok_RxB, nb, np.nan), np.where(ok_RxB, db, np.nan)
+        cb = np.where(ok_RxB, cb, C[None, :])  # finite x for the rows left out (weight 0)
         bad = ~ok_RxB.all(axis=1)
-        sa, skN = loglog_fit(C, nb)
-        sb, skD = loglog_fit(C, db)
+        sa, skN = loglog_fit(cb, nb)
+        sb, skD = loglog_fit(cb, db)
         fit.samples = {"a": sa, "b": sb, "log_kN": skN, "log_kD": skD}
         fit.ci = {
             k: ci for k, ci in ci_dict({"a": sa, "b": sb}, level).items() if np.isfinite(ci[0])

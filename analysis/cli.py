@@ -74,7 +74,11 @@ def _source_args(p: argparse.ArgumentParser) -> None:
         help="parameter convention (default total)",
     )
     p.add_argument(
-        "--flops", choices=FLOP_CONVENTIONS, default="6ND", help="FLOP convention (default 6ND)"
+        "--flops",
+        choices=FLOP_CONVENTIONS,
+        default="6ND",
+        help="FLOP convention: 6ND (6 N D with the --params N; default), 6N (6 N_total D), "
+        "6N_nonemb (6 N_nonemb D) or detailed (attention included)",
     )
     for col in ("n", "d", "c", "loss", "budget"):
         p.add_argument(
@@ -251,8 +255,13 @@ def _analyse(args: argparse.Namespace, approaches: tuple[str, ...], strict: bool
         at,
         strict,
     )
-    hold = holdout_largest(ds.points, args.k_nearest) if args.holdout_largest else None
+    hold = holdout_largest(ds.points, args.k_nearest, _flops(ds)) if args.holdout_largest else None
     return an, hold
+
+
+def _flops(ds) -> str:
+    """The holdout's FLOP convention: "6ND" when C = 6 N D with the data's N."""
+    return "6ND" if ds.conventions.is_6nd else ds.conventions.c_flops
 
 
 def _print_tables(tabs) -> None:
@@ -294,7 +303,7 @@ def report_command(args: argparse.Namespace) -> int:
     reason = None
     if hold is None and an.dataset.has_sizes:  # the summary's held-out check, when possible
         try:
-            hold = holdout_largest(an.dataset.points, args.k_nearest)
+            hold = holdout_largest(an.dataset.points, args.k_nearest, _flops(an.dataset))
         except FitError as e:
             reason = str(e)
     paths = write_report(an, args.out, hold, args.markdown_only, reason)

@@ -14,15 +14,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.approach2 import budget_groups, fit_approach2, parabola_minima
+from analysis.approach2 import budget_groups, fit_approach2, log_c_at, parabola_minima
 from analysis.approach3 import fit_approach3
 from analysis.errors import FitError
 from analysis.planner import loss_at
 from analysis.powerlaw import fit_power_law, fit_saturating
+from analysis.surface import effective_flops_per_param_token
 
 
-def holdout_largest(points: pd.DataFrame, k_nearest: int | None = None) -> dict[str, object]:
-    """Relative loss error and N_opt ratio (predicted / measured) at the largest measurable budget."""
+def holdout_largest(
+    points: pd.DataFrame, k_nearest: int | None = None, flops: str = "6ND"
+) -> dict[str, object]:
+    """Relative loss error and N_opt ratio (predicted / measured) at the largest measurable budget.
+
+    `flops`: "6ND" when C = 6 N D with the points' N, else the FLOP convention of their C
+    (Approach 3 then turns C into N and D with the runs' effective FLOPs per parameter-token).
+    """
     budgets = budget_groups(points)
     uniq = np.unique(budgets)
     n_sizes = np.array([points.loc[budgets == C, "N"].nunique() for C in uniq])
@@ -44,19 +51,24 @@ def holdout_largest(points: pd.DataFrame, k_nearest: int | None = None) -> dict[
     if not np.isfinite(xm[0]):
         raise FitError("the largest budget's IsoFLOP profile has no minimum (parabola opens down)")
     measured = {"N_opt": float(np.exp(xm[0])), "loss": float(ym[0])}
+    # The fits predict at the held-out budget's C in the chosen convention, at its optimum
+    # (the C that Approach 2's frontier is fitted against); C_max is only its nominal name.
+    C_eval = float(np.exp(log_c_at(logN, np.log(held["C"].to_numpy(dtype=float)), xm)[0]))
     edge = not (logN.min() < xm[0] < logN.max())
     out: dict[str, object] = {
         "budget": C_max,
         "why": "the largest budget with 3+ sizes; it and every larger budget are held out",
         "held_out_budgets": [float(C) for C in (C_max, *above)],
         "held_out_runs": int((budgets >= C_max).sum()),
+        "C_at_optimum": C_eval,
         "measured": measured,
         "measured_at_edge": edge,
         "predictions": {},
     }
     preds: dict[str, dict[str, float]] = {}
-    a3 = fit_approach3(train["N"], train["D"], train["loss"], n_boot=0)
-    n3, d3 = a3.optimal(C_max)
+    k = effective_flops_per_param_token(train["N"], train["D"], train["C"], flops)
+    a3 = fit_approach3(train["N"], train["D"], train["loss"], n_boot=0, flops_per_param_token=k)
+    n3, d3 = a3.optimal(C_eval)
     preds["approach3"] = {
         "N_opt": float(n3),
         "loss": float(loss_at(np.array(list(a3.params.values())), n3, d3)),
@@ -64,13 +76,13 @@ def holdout_largest(points: pd.DataFrame, k_nearest: int | None = None) -> dict[
     try:
         a2 = fit_approach2(train, n_boot=0, k_nearest=k_nearest)
         clean = a2.budgets.loc[a2.budgets["in_frontier"]]
-        law = fit_saturating(clean["budget"].to_numpy(), clean["loss_opt"].to_numpy())
+        law = fit_saturating(clean["C_opt"].to_numpy(), clean["loss_opt"].to_numpy())
         loss2 = (
-            float(law(C_max))
+            float(law(C_eval))
             if law is not None
-            else float(fit_power_law(clean["budget"], clean["loss_opt"])(C_max))
+            else float(fit_power_law(clean["C_opt"], clean["loss_opt"])(C_eval))
         )
-        preds["approach2"] = {"N_opt": float(a2.n_opt(C_max)), "loss": loss2}
+        preds["approach2"] = {"N_opt": float(a2.n_opt(C_eval)), "loss": loss2}
     except FitError as e:
         out["approach2_error"] = str(e)
     for p in preds.values():

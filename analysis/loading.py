@@ -76,7 +76,7 @@ def _resolve_nc(
     n_col = find_column(df, n_key, mapping)
     loss_col = find_column(df, "loss", mapping)
     d_col = find_column(df, "D", mapping)
-    c_key = ("C" if conv.params == "total" else "C_nonemb") if conv.flops == "6ND" else "C_detailed"
+    c_key = conv.c_key
     if mapping.get("C") and c_key != "C":
         mapping[c_key] = mapping["C"]
     c_col = find_column(df, c_key, mapping)
@@ -88,10 +88,11 @@ def _resolve_nc(
             f"no {n_key} column ({conv.params} parameters) among {list(map(str, df.columns))}; "
             f"name it with {hint}"
         )
-    if conv.flops == "detailed" and c_col is None:
+    if not conv.is_6nd and c_col is None:
+        column = {"C": "C_6N", "C_nonemb": "C_6N_nonemb"}.get(c_key, c_key)
         raise ColumnError(
-            "FLOP convention 'detailed' needs a detailed FLOP column (C_detailed); "
-            "name it with --c COLUMN or use --flops 6ND"
+            f"FLOP convention {conv.flops!r} with {conv.params} N needs its FLOP column "
+            f"({column}); name it with --c COLUMN or use --flops 6ND"
         )
     out = pd.DataFrame(index=df.index)
     out["loss"] = numeric(df, loss_col)
@@ -123,7 +124,7 @@ def _resolve_nc(
         out["C"] = 6.0 * out["N"] * out["D"]
         taken["C"] = "derived: 6 N D"
     check_scaled_units(out, given_c, given_d)
-    if conv.flops != "detailed" and given_c and given_d:
+    if conv.is_6nd and given_c and given_d:
         check_c_is_6nd(out, str(c_col), conv, warnings)
     return out
 
@@ -301,27 +302,42 @@ def drop_highest(ds: Dataset, k: int) -> Dataset:
     return ds
 
 
+def curves_file(path: Path) -> str | None:
+    """The curves table of a sweep or study data directory: curves.csv, else curves.csv.gz
+    (a study's published data folder gzips it), else None."""
+    return next((n for n in (CURVES, CURVES + ".gz") if (path / n).exists()), None)
+
+
+def is_results_beside_curves(path: Path) -> bool:
+    """A results.csv with its curves table beside it: a sweep's or a study data folder's
+    (`scaling-lab sweep export`), read as that directory so Approach 1 gets its curves."""
+    return path.name == RESULTS and path.is_file() and curves_file(path.parent) is not None
+
+
 def load_sweep_dir(
     path: Path,
     conventions: Conventions = DEFAULT_CONVENTIONS,
     include_tuning: bool = False,
     scales: Mapping[str, float] | None = None,
+    source: str | None = None,
 ) -> Dataset:
-    """A runner results directory: results.csv (+ curves.csv when present), each checked
-    against the sweep's tables.json manifest when it has one."""
+    """A runner results directory or a study's data folder: results.csv (+ curves.csv or
+    curves.csv.gz, + samples.json when present), each checked against the directory's
+    tables.json manifest when it has one. `source`: how outputs name it (default the path)."""
     if not (path / RESULTS).exists():
         raise AnalysisError(f"{path} has no {RESULTS}; is it a sweep directory?")
     ds = from_frame(
         read_sweep_table(path, RESULTS),
         conventions,
-        source=str(path),
+        source=source or str(path),
         include_tuning=include_tuning,
         scales=scales,
     )
     if (path / "samples.json").exists():
         ds.samples = read_samples(path / "samples.json", ds.warnings)
-    if (path / CURVES).exists():
-        raw = read_sweep_table(path, CURVES, allow_empty=True)
+    curves_name = curves_file(path)
+    if curves_name is not None:
+        raw = read_sweep_table(path, curves_name, allow_empty=True)
         if len(raw):
             raw = raw.loc[raw["run_id"].astype(str).isin(set(ds.points["run_id"]))]
             warnings: list[str] = []
@@ -330,7 +346,7 @@ def load_sweep_dir(
             curves.insert(0, "run_id", raw["run_id"].astype(str).to_numpy())
             ds.curves = _validate(curves, "curve rows", warnings).sort_values(["run_id", "D"])
             ds.warnings += [
-                f"{CURVES}: {w}"
+                f"{curves_name}: {w}"
                 for w in warnings
                 if ("6ND" in w and "differs" in w) or "dropped" in w
             ]

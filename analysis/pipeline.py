@@ -14,6 +14,7 @@ import numpy as np
 from analysis.approach1 import Approach1Fit, fit_approach1
 from analysis.approach2 import Approach2Fit, fit_approach2, isoflop_minima
 from analysis.approach3 import Approach3Fit, fit_approach3
+from analysis.cost_optimum import CostOptimum, cost_optimum
 from analysis.errors import FitError
 from analysis.frontier import FrontierFit, KaplanFit, fit_frontier, fit_kaplan
 from analysis.loading import Dataset
@@ -31,6 +32,7 @@ class Analysis:
     approach1: Approach1Fit | None = None
     approach2: Approach2Fit | None = None
     approach3: Approach3Fit | None = None
+    approach3_cost: CostOptimum | None = None  # its optimum under a C not proportional to ND
     frontier: FrontierFit | None = None
     kaplan: dict[str, KaplanFit] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -69,7 +71,13 @@ def run_fits(
     if at is None:
         at = default_at(ds)
     out = Analysis(ds, warnings=list(ds.warnings), at=tuple(at))
-    out.options = dict(n_boot=n_boot, seed=seed, k_nearest=k_nearest, include_edge=include_edge)
+    out.options = dict(
+        n_boot=n_boot,
+        n_boot_a3=n_boot_a3,
+        seed=seed,
+        k_nearest=k_nearest,
+        include_edge=include_edge,
+    )
     pts = ds.points
     fitters = {
         "1": lambda: fit_approach1(ds.curves, n_boot=n_boot, seed=seed),
@@ -83,7 +91,10 @@ def run_fits(
             n_boot=n_boot_a3,
             seed=seed,
             flops_per_param_token=effective_flops_per_param_token(
-                pts["N"], pts["D"], pts.get("C"), ds.conventions.flops
+                pts["N"],
+                pts["D"],
+                pts.get("C"),
+                "6ND" if ds.conventions.is_6nd else ds.conventions.c_flops,
             ),
         ),
     }
@@ -112,6 +123,8 @@ def run_fits(
     for fit in (out.approach1, out.approach2):
         if fit is not None:
             out.warnings.extend(fit.warnings)
+    if out.approach3 is not None and ds.has_budgets and not ds.conventions.is_6nd:
+        out.approach3_cost = cost_optimum(out.approach3, pts, out.at)
     if out.approach3 is not None:
         out.warnings.extend(out.approach3.diagnostics.get("warnings", []))
         out.warnings.extend(_unbracketed_warning(out, k_nearest))
@@ -184,6 +197,7 @@ def approach_dicts(an: Analysis, max_samples: int = 1000) -> dict[str, dict]:
         f = an.approach2
         cols = [
             "budget",
+            "C_opt",
             "n_runs",
             "n_sizes",
             "N_opt",
@@ -216,6 +230,15 @@ def approach_dicts(an: Analysis, max_samples: int = 1000) -> dict[str, dict]:
         d["objective"] = f.objective
         d["n_points"] = f.n_points
         d["tokens_per_param"] = _tpp(f, an.at)
+        if an.approach3_cost is not None:
+            d["a_at_cost"] = {
+                "a": an.approach3_cost.a,
+                "ci": an.approach3_cost.ci,
+                "budgets": an.approach3_cost.budgets,
+                "N_opt": an.approach3_cost.n_opt,
+                "method": "local slope of N_opt(C) over the budgets, minimising L(N, D) subject "
+                "to the runs' own C = k(N) N D (k interpolated over their sizes)",
+            }
         d["diagnostics"] = f.diagnostics
         if f.samples is not None:
             d["bootstrap_samples"] = {

@@ -189,7 +189,7 @@ def optimal_allocation(an: Analysis) -> Figure:
             )
             clean = f.budgets.loc[f.budgets["in_frontier"]]
             ax.plot(
-                clean["budget"],
+                clean["C_opt"],
                 clean[f"{what}_opt"],
                 "o",
                 color="tab:green",
@@ -244,7 +244,7 @@ def tokens_per_param(an: Analysis) -> Figure:
             if not m.any():
                 continue
             ax.plot(
-                b.loc[m, "budget"],
+                b.loc[m, "C_opt"],
                 b.loc[m, "D_opt"] / b.loc[m, "N_opt"],
                 "o",
                 color="tab:green",

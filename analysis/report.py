@@ -184,7 +184,7 @@ def write_report(
     figures = save_all(an, out_dir / "figures", formats)
     figures.update(save_lr_figures(an.dataset.source, out_dir / "figures", formats))
     summary = summary_table(an, holdout, holdout_reason)
-    body = sections(tables(an, holdout), figures)
+    body = sections(tables(an, holdout, sensitivity=True), figures)
     md = out_dir / "report.md"
     md.write_text(to_markdown(an, summary, body, out_dir))
     paths = {"markdown": md, "figures": out_dir / "figures"}

@@ -10,6 +10,7 @@ from analysis.loading import SAMPLE_ROLES
 from analysis.lr_report import lr_tables
 from analysis.pipeline import Analysis
 from analysis.reference import TOKENS_PER_PARAM_RULE, get_reference
+from analysis.sensitivity import sensitivity_tables
 from analysis.study import study_tables
 from analysis.table_format import Table, ci_text, fmt, has_ci
 
@@ -44,8 +45,9 @@ def samples_table(samples: list[dict]) -> Table:
     )
 
 
-def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
-    """(title, header, rows) for every section the data allow."""
+def tables(an: Analysis, holdout: dict | None = None, sensitivity: bool = False) -> list[Table]:
+    """(title, header, rows) for every section the data allow; `sensitivity` adds the
+    convention-sensitivity section (the report's: 6 refits, too slow for every `fit`)."""
     ds, out = an.dataset, []
     pts = ds.points
     out.append(
@@ -87,6 +89,9 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
                 fmt(bes["alpha"] / (bes["alpha"] + bes["beta"])),
             ],
         ]
+        if an.approach3_cost is not None:  # C is not k N D with one k: its own optimum
+            cost = an.approach3_cost
+            rows.append(["a under this C (local)", fmt(cost.a), ci_text(cost.ci), "", ""])
         out.append(
             (
                 "Approach 3: L(N, D) = E + A/N^alpha + B/D^beta",
@@ -114,6 +119,7 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
         rows = [
             [
                 fmt(r.budget),
+                fmt(r.C_opt),
                 str(r.n_runs),
                 fmt(r.N_opt),
                 ci_text(r.N_opt_ci),
@@ -126,7 +132,16 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
         out.append(
             (
                 "IsoFLOP minima per budget",
-                ["budget C", "runs", "N_opt", "N_opt 95% CI", "D_opt", "loss", "minimum"],
+                [
+                    "budget C",
+                    "C at N_opt",
+                    "runs",
+                    "N_opt",
+                    "N_opt 95% CI",
+                    "D_opt",
+                    "loss",
+                    "minimum",
+                ],
                 rows,
             )
         )
@@ -233,6 +248,8 @@ def tables(an: Analysis, holdout: dict | None = None) -> list[Table]:
             )
         )
     out.extend(study_tables(an))  # both conventions, E vs true entropy, cost and MFU
+    if sensitivity:
+        out.extend(sensitivity_tables(an))  # a under every count of C and N
     if ds.samples:
         out.append(samples_table(ds.samples))
     out.extend(lr_tables(ds.source))  # which LR policy produced the frontier (+ tuning)

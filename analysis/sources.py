@@ -13,7 +13,13 @@ from analysis.conventions import DEFAULT_CONVENTIONS, Conventions
 from analysis.csv_input import read_table
 from analysis.errors import AnalysisError
 from analysis.examples import load_example
-from analysis.loading import Dataset, drop_highest, from_frame, load_sweep_dir
+from analysis.loading import (
+    Dataset,
+    drop_highest,
+    from_frame,
+    is_results_beside_curves,
+    load_sweep_dir,
+)
 
 
 def load(
@@ -26,6 +32,9 @@ def load(
     scales: Mapping[str, float] | None = None,
 ) -> Dataset:
     """A sweep directory, a CSV file (plain or .gz, any common delimiter), or `example:NAME`.
+
+    A `results.csv` with its curves table beside it (a sweep's, or a study's data folder
+    under docs/study/) is read as its directory: curves, samples and manifest included.
 
     `drop_highest_k` leaves out that many highest-loss runs; for `example:chinchilla` it
     replaces the 5 its loader drops by default (0 keeps all 245). `scales` multiplies N and
@@ -43,6 +52,8 @@ def load(
         path = Path(text)
         if path.is_dir():
             ds = load_sweep_dir(path, conventions, include_tuning, scales)
+        elif is_results_beside_curves(path) and not mapping and not run_cols:
+            ds = load_sweep_dir(path.parent, conventions, include_tuning, scales, source=text)
         elif not path.exists():
             raise AnalysisError(f"{path} does not exist; give a sweep directory or a CSV file")
         else:

@@ -48,8 +48,9 @@ def embedding_share(runs: pd.DataFrame, N: float) -> float:
 def conventions_table(an: Analysis) -> Table | None:
     """Approach 2 in both conventions at each budget: D/N, D/N_nonemb and the embedding share.
 
-    Both refits group runs by the sweep's nominal budget (its `budget` column), so each row
-    describes one compute-optimal allocation counted two ways.
+    Both refits group runs by the sweep's nominal budget (its `budget` column) and count C
+    the same way (the refit keeps the fit's FLOP count, e.g. 6 N_total D, while N changes),
+    so each row describes one compute-optimal allocation counted two ways.
     """
     runs = _finished_runs(an)
     ds = an.dataset
@@ -58,7 +59,7 @@ def conventions_table(an: Analysis) -> Table | None:
     other = "nonemb" if ds.conventions.params == "total" else "total"
     opts = an.options
     try:
-        alt = from_frame(runs, Conventions(other, ds.conventions.flops), source=ds.source)
+        alt = from_frame(runs, Conventions(other, ds.conventions.c_flops), source=ds.source)
         alt_fit = fit_approach2(
             alt.points,
             n_boot=int(opts.get("n_boot", 1000)),

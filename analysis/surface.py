@@ -85,8 +85,9 @@ def optimal_params_for(p: np.ndarray, D: np.ndarray | float) -> np.ndarray:
 def effective_flops_per_param_token(
     N: np.ndarray, D: np.ndarray, C: np.ndarray | None, flops: str = "6ND"
 ) -> float:
-    """FLOPs per parameter-token of the convention a fit's C uses: 6 for 6ND; for the
-    detailed count, the median of C / (N D) over the fitted runs (see `compute_optimal`)."""
+    """FLOPs per parameter-token of the convention a fit's C uses: 6 for 6ND (C = 6 N D with
+    the fit's own N); for any other C (the detailed count, or 6 N_total D with non-embedding
+    N), the median of C / (N D) over the fitted runs (see `compute_optimal`)."""
     if flops == "6ND" or C is None:
         return FLOPS_PER_PARAM_TOKEN_6ND
     k = np.asarray(C, dtype=float) / (np.asarray(N, dtype=float) * np.asarray(D, dtype=float))

@@ -1,7 +1,7 @@
 """Sweeps: many `lab` runs laid out, run, recorded and checked; the `scaling-lab` dispatcher.
 
 - `main`: the `scaling-lab` console script; catches ConfigError/AnalysisError once
-- `cli`: `sweep plan|run|status|table|verify|samples` and `demo`
+- `cli`: `sweep plan|run|status|table|verify|samples|export` and `demo`
 - `sweep_file`, `tuning_spec`: the sweep TOML and its [tuning] table, validated
 - `grid`: the IsoFLOP solver (budgets x sizes -> N, D, steps; dropped points with reasons)
 - `context`: what the grid needs from this machine (corpus facts, device memory)
@@ -17,6 +17,7 @@
 - `tuning`: the LR-tuning stage and the law it fits
 - `verify`: re-run finished runs and compare (names an edited config.json)
 - `samples`: per budget, the optimal, smallest and largest run complete a prompt
+- `export`: a finished sweep's tables, sweep file and plan into a study data folder
 - `demo`: cpu_tiny end to end
 - `compile_command`, `target_plan`: a run or sweep compiled for a TPU slice (XLA's memory,
   FLOPs and estimated time per shape; chip-hours)

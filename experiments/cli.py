@@ -1,4 +1,4 @@
-"""`scaling-lab sweep plan|run|status|table|verify|samples` and `scaling-lab demo`.
+"""`scaling-lab sweep plan|run|status|table|verify|samples|export` and `scaling-lab demo`.
 
 Nothing here imports JAX at module level: the dispatcher loads this for every command.
 Handlers raise ConfigError for bad input; the dispatcher prints it as one line (exit 2).
@@ -227,6 +227,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     samples.add_argument("--seed", type=int, default=0, help="sampling seed (same for all runs)")
     samples.add_argument("--greedy", action="store_true", help="argmax instead of T=0.8, p=0.95")
     samples.set_defaults(func=_samples)
+
+    export = _subcommand(
+        commands,
+        "export",
+        "publish a finished sweep's tables (results, curves, sweep file, plan) into a folder",
+        "Write DIR's results.csv, curves.csv.gz, sweep.toml, plan.json, samples.json and "
+        "tables.json into OUT: everything `scaling-lab fit|report OUT/results.csv` needs, "
+        "nothing else (the study data folders under docs/study/). Refuses a sweep with "
+        "unfinished runs or tables that do not match its tables.json.",
+        ["scaling-lab sweep export runs/cpu_study --out docs/study/stdlib/data"],
+    )
+    export.add_argument("dir", metavar="DIR", help="a finished sweep's local results directory")
+    export.add_argument("--out", required=True, metavar="OUT", help="the data folder to write")
+    export.set_defaults(func=_export)
     sweep.set_defaults(func=lambda args: (sweep.print_help(), 0)[1])
 
     demo = subparsers.add_parser(
@@ -387,6 +401,13 @@ def _samples(args: argparse.Namespace) -> int:
         sampling=sampling,
         seed=args.seed,
     )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from experiments.export import export_sweep, format_export
+
+    print(format_export(export_sweep(args.dir, args.out)))
     return 0
 
 

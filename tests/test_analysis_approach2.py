@@ -141,3 +141,56 @@ def test_residual_bootstrap_intervals_cover_the_truth():
     cis = np.array(fit.budgets["N_opt_ci"].tolist())
     assert ((cis[:, 0] < truth) & (truth < cis[:, 1])).sum() >= 4
     assert fit.ci["a"][0] < A_TRUE < fit.ci["a"][1]
+
+
+def _profile_table(a0: float, gamma: float) -> pd.DataFrame:
+    """Noise-free IsoFLOP profiles with a known answer under two FLOP counts.
+
+    At nominal budget B (C_6N = B for every run) the loss is a parabola in log N with its
+    minimum at N_opt = 1e-3 B^a0. The detailed count is C_detailed = 6 N D (N/1e4)^-gamma
+    (attention: a larger share for smaller models), so at each optimum C_detailed =
+    B (N_opt/1e4)^-gamma, and N_opt ~ C_detailed^(a0 / (1 - gamma a0)) exactly.
+    """
+    rows = []
+    for B in (1e12, 4e12, 1.6e13, 6.4e13):
+        n_opt = 1e-3 * B**a0
+        for lg in np.linspace(-0.6, 0.6, 7):
+            N = n_opt * 10**lg
+            D = B / (6 * N)
+            rows.append(
+                {
+                    "budget": B,
+                    "N": N,
+                    "D": D,
+                    "C_6N": 6 * N * D,
+                    "C_detailed": 6 * N * D * (N / 1e4) ** -gamma,
+                    "loss": 2.0 + 0.1 * lg**2,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_the_frontier_follows_the_flop_convention_asked_for():
+    """Runs are grouped by nominal budget, but the frontier is fitted against the chosen C
+    at each budget's optimum: 6ND gives a0, the detailed count a0 / (1 - gamma a0)."""
+    from analysis.conventions import Conventions
+    from analysis.loading import from_frame
+
+    a0, gamma = 0.5, 0.1
+    table = _profile_table(a0, gamma)
+    six = fit_approach2(from_frame(table, Conventions("total", "6ND")).points, n_boot=0)
+    det = fit_approach2(from_frame(table, Conventions("total", "detailed")).points, n_boot=0)
+    assert six.a == pytest.approx(a0, abs=1e-9)
+    assert det.a == pytest.approx(a0 / (1 - gamma * a0), abs=1e-9)  # 0.5263, not 0.5
+    # Same minima, same nominal budgets; only the C they are placed at differs.
+    np.testing.assert_allclose(det.budgets["N_opt"], six.budgets["N_opt"], rtol=1e-12)
+    np.testing.assert_array_equal(det.budgets["budget"], six.budgets["budget"])
+    n_opt = six.budgets["N_opt"].to_numpy()
+    np.testing.assert_allclose(
+        det.budgets["C_opt"], six.budgets["budget"] * (n_opt / 1e4) ** -gamma, rtol=1e-9
+    )
+    # The bootstrap's frontier lines use each resample's own C at its own N_opt.
+    noisy = table.assign(loss=table["loss"] + np.random.default_rng(0).normal(0, 1e-3, len(table)))
+    det_b = fit_approach2(from_frame(noisy, Conventions("total", "detailed")).points, n_boot=200)
+    six_b = fit_approach2(from_frame(noisy, Conventions("total", "6ND")).points, n_boot=200)
+    assert det_b.ci["a"][0] > six_b.ci["a"][0] and det_b.ci["a"][1] > six_b.ci["a"][1]

@@ -104,6 +104,42 @@ def test_runner_directory_filters_and_conventions(tmp_path):
     np.testing.assert_allclose(det.curves["C"], [3.5e16, 7e16])
 
 
+def test_c_and_n_counted_independently(tmp_path):
+    """--flops 6N and 6N_nonemb fix the parameter count inside C whatever --params says."""
+    d = _runner_dir(tmp_path)
+    for params, flops, n, c in (
+        ("nonemb", "6N", [5e6, 1e7], [6e16, 6e16]),  # C = 6 N_total D, N non-embedding
+        ("total", "6N_nonemb", [1e7, 2e7], [3e16, 3e16]),  # C = 6 N_nonemb D, N total
+        ("nonemb", "6N_nonemb", [5e6, 1e7], [3e16, 3e16]),  # = 6ND with non-embedding N
+    ):
+        ds = load(d, Conventions(params, flops))
+        np.testing.assert_allclose(ds.points["N"], n)
+        np.testing.assert_allclose(ds.points["C"], c)
+        np.testing.assert_allclose(ds.curves["C"], [c[0] / 2, c[0]])
+        assert not [w for w in ds.warnings if "differs from 6ND" in w]
+    assert Conventions("nonemb", "6N").describe() == "N = non-embedding parameters; C = 6 N_total D"
+    assert Conventions("total", "6N").is_6nd and not Conventions("nonemb", "6N").is_6nd
+    frame = pd.DataFrame({"N": [1e7, 2e7], "D": [1e9, 5e8], "loss": [3.0, 2.9]})
+    with pytest.raises(ColumnError, match=r"needs its FLOP column \(C_6N_nonemb\)"):
+        from_frame(frame, Conventions("total", "6N_nonemb"))
+    assert len(from_frame(frame, Conventions("total", "6N")).points) == 2  # C = 6ND derived
+
+
+def test_results_csv_beside_gzipped_curves_reads_the_folder(tmp_path):
+    """A study data folder: results.csv + curves.csv.gz (+ tables.json); the file path reads
+    the folder, curves included, and a gzipped table is checked against the manifest."""
+    d = _runner_dir(tmp_path)
+    raw = (d / "curves.csv").read_bytes()
+    (d / "curves.csv.gz").write_bytes(gzip.compress(raw))
+    (d / "curves.csv").unlink()
+    ds = load(d / "results.csv")
+    assert ds.source == str(d / "results.csv") and len(ds.curves) == 2
+    bad = {"schema": 1, "files": {"curves.csv.gz": {"rows": 2, "sha256": "0" * 64}}}
+    (d / "tables.json").write_text(json.dumps(bad))
+    with pytest.raises(AnalysisError, match=r"curves\.csv\.gz does not match tables\.json"):
+        load(d / "results.csv")
+
+
 def test_not_a_sweep_directory(tmp_path):
     with pytest.raises(AnalysisError, match=r"results\.csv"):
         load(tmp_path)

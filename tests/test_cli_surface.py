@@ -99,7 +99,7 @@ def _sweep_commands() -> dict:
 
 def test_every_sweep_subcommand_has_a_description_examples_and_help_for_dir():
     commands = _sweep_commands()
-    assert set(commands) == {"plan", "run", "status", "table", "verify", "samples"}
+    assert set(commands) == {"plan", "run", "status", "table", "verify", "samples", "export"}
     for name, parser in commands.items():
         text = parser.format_help()
         assert len(parser.description) > 60, name
