@@ -82,7 +82,7 @@ def train(
             run.checkpoints.close_after_error()  # no save left running into the next attempt
             run.metrics.close()
             run.evals.close()
-            run.board.close()
+            run.board.close_after_error()
             raise
 
 

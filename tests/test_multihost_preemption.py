@@ -71,7 +71,13 @@ def start_two(command: list[str], envs: tuple[dict, dict] = ({}, {})) -> list[su
 
 
 def finish(processes: list[subprocess.Popen], timeout: float = 240) -> list[tuple[int, str]]:
-    outputs = [p.communicate(timeout=timeout)[0] for p in processes]
+    """Exit codes and outputs; a job still running after `timeout` (hung) is killed."""
+    try:
+        outputs = [p.communicate(timeout=timeout)[0] for p in processes]
+    except subprocess.TimeoutExpired:
+        for p in processes:
+            p.kill()
+        raise
     return [(p.returncode, out) for p, out in zip(processes, outputs, strict=True)]
 
 
