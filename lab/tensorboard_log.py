@@ -61,6 +61,9 @@ class TensorBoardLog:
             return
         from tensorboardX.event_file_writer import EventsWriter
         from tensorboardX.proto.event_pb2 import Event, SessionLog
+        from tensorboardX.record_writer import directory_check
+
+        directory_check(str(run_dir))  # made if missing (a no-op on gs://)
 
         # Event files are named by the second they open: two starts within one second must
         # not share (and truncate) one file. The start step also orders such files.
