@@ -8,6 +8,9 @@ each step exactly once (the resumed process's event file purges the dead one's l
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,9 @@ from lab import step_meter
 from lab.data import DataConfig, load_corpus
 from lab.tensorboard_log import ENABLE_ENV, EVAL_TAG, STEP_TAGS
 from lab.train import train
+
+REPO = Path(__file__).resolve().parent.parent
+MICRO = REPO / "experiments" / "configs" / "micro.toml"
 
 
 @pytest.fixture(scope="module")
@@ -82,23 +88,25 @@ def test_events_equal_the_jsonl_logs_and_a_resume_shows_each_step_once(
     assert [s for s, _ in events[EVAL_TAG]] == [6, 12, 24]
 
 
-def test_runs_side_by_side_are_separate_tensorboard_runs_and_the_switch_turns_them_off(
-    tmp_path, data_config, monkeypatch
-):
+def test_a_sweeps_runs_are_separate_tensorboard_runs_of_its_directory(tmp_path):
+    """`tensorboard --logdir SWEEP`: one TensorBoard run per run directory, its own values."""
     sweep = tmp_path / "sweep"
-    for seed in (1, 2):
-        train(
-            tiny_run(data_config, steps=4, seed=seed), sweep / "runs" / f"s{seed}", progress=False
-        )
+    command = [sys.executable, "-m", "experiments.main", "sweep", "run", str(MICRO)]
+    command += ["--out", str(sweep), "--jobs", "1"]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    runs = sorted(p.parent.name for p in sweep.glob("runs/*/result.json"))
+    assert len(runs) == 6
     board = event_multiplexer.EventMultiplexer().AddRunsFromDirectory(str(sweep))
     board.Reload()
-    assert sorted(board.Runs()) == ["runs/s1", "runs/s2"]
-    for seed in (1, 2):
-        losses = [e.value for e in board.Scalars(f"runs/s{seed}", "train/loss")]
-        assert losses == [
-            v for _, v in as_logged(jsonl(sweep / f"runs/s{seed}/metrics.jsonl"), "loss")
-        ]
+    assert sorted(board.Runs()) == [f"runs/{run}" for run in runs]
+    for run in runs:
+        lines = jsonl(sweep / "runs" / run / "metrics.jsonl")
+        losses = [(e.step, e.value) for e in board.Scalars(f"runs/{run}", "train/loss")]
+        assert losses == as_logged(lines, "loss"), run
 
+
+def test_the_switch_turns_tensorboard_off(tmp_path, data_config, monkeypatch):
     monkeypatch.setenv(ENABLE_ENV, "0")
     off = tmp_path / "off"
     train(tiny_run(data_config, steps=4), off, progress=False)
