@@ -10,8 +10,10 @@ The core, at the top:
 - `optim`: AdamW and the schedule as optimizer-state data; `train_step`: jitted init/step/eval
 - `step_cache`: a worker's jitted functions kept per shape; `step_meter`: per-step metrics
 - `train`: setup, loop and result of one run (resumable, bitwise); `checkpoint`: orbax
+- `preemption`: SIGTERM and time-based saves, one decision agreed by all processes
 - `run_dir`: the one owner of a run's files; `run_status`: done/diverged/failed/...;
-  `metrics`: JSONL logs and the progress bar; `exit_codes`: the CLI's codes
+  `metrics`: JSONL logs and the progress bar; `tensorboard_log`: the same scalars as
+  TensorBoard event files (tensorboardX); `exit_codes`: the CLI's codes
 - `decode`, `sampling`, `completion`: KV-cached generation from a run's checkpoint
 - `tpu_targets`, `aot`: compile the real train step for a Cloud TPU topology on a CPU host
 - `errors`, `units`: ConfigError and friends; FLOPs <-> PF-days <-> accelerator-hours

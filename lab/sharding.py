@@ -347,6 +347,9 @@ def initialize_distributed(
     # Only affects CPU devices; a jax without the option has nothing to set.
     with contextlib.suppress(AttributeError, KeyError, ValueError):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # The training loop agrees on preemption itself (lab.preemption). jax's notifier would
+    # otherwise swallow a SIGTERM outside the loop (the process would train on, deaf to it).
+    jax.config.update("jax_enable_preemption_service", False)
     jax.distributed.initialize(
         coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
     )

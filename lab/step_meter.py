@@ -18,13 +18,21 @@ import numpy as np
 
 from lab.metrics import JsonlLog
 from lab.run_config import RunConfig
+from lab.tensorboard_log import TensorBoardLog
 
 
 class StepMeter:
     """Writes one metrics line per step and keeps the run's step times."""
 
-    def __init__(self, log: JsonlLog, config: RunConfig, flops_per_step: float, peak: float):
-        self._log, self._config = log, config
+    def __init__(
+        self,
+        log: JsonlLog,
+        config: RunConfig,
+        flops_per_step: float,
+        peak: float,
+        board: TensorBoardLog | None = None,
+    ):
+        self._log, self._config, self._board = log, config, board
         self._flops_per_step, self._peak = flops_per_step, peak
         self._pending: tuple[int, int, Any] | None = None
         self._last_done = time.perf_counter()
@@ -78,7 +86,10 @@ class StepMeter:
             step = first_step + i + 1
             loss = float(losses[i])
             self._last_loss = loss
-            self._log.write(self._line(step, loss, float(grad_norms[i]), float(lrs[i]), seconds))
+            line = self._line(step, loss, float(grad_norms[i]), float(lrs[i]), seconds)
+            self._log.write(line)
+            if self._board is not None:
+                self._board.write_step(line)
             divergence = self._divergence(step, loss)
             if divergence is not None:
                 return divergence

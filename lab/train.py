@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from lab.errors import ConfigError
 from lab.memory import check_fits, estimate_memory
 from lab.metrics import JsonlLog, Progress, show_progress
 from lab.optim import make_optimizer, schedule_arrays
+from lab.preemption import SaveAgreement
 from lab.run_config import RunConfig
 from lab.run_status import RunStatus
 from lab.runtime import compile_cache, provenance
@@ -41,6 +40,7 @@ from lab.runtime.device_peak import device_peak_flops
 from lab.runtime.disk import disk_errors
 from lab.sharding import batch_sharding, make_mesh
 from lab.step_meter import StepMeter
+from lab.tensorboard_log import TensorBoardLog
 
 
 class RunInterrupted(RuntimeError):
@@ -56,26 +56,6 @@ def chunk_size(step: int, boundaries: list[int], steps_per_call: int) -> int:
     """
     next_boundary = min(b for b in boundaries if b > step)
     return min(steps_per_call, next_boundary - step)
-
-
-class _PreemptionFlag:
-    """SIGTERM (a cloud TPU's preemption notice) asks the loop to checkpoint and stop."""
-
-    def __init__(self) -> None:
-        self.raised = False
-        self._previous: Any = None
-
-    def __enter__(self) -> _PreemptionFlag:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.raised = True
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
 
 
 def train(
@@ -102,6 +82,7 @@ def train(
             run.checkpoints.close_after_error()  # no save left running into the next attempt
             run.metrics.close()
             run.evals.close()
+            run.board.close_after_error()
             raise
 
 
@@ -126,6 +107,7 @@ class Run:
     flops_per_step: float
     peak: tuple[float, str]  # FLOP/s and where the number comes from
     is_writer: bool  # process 0 writes the logs and the result
+    board: TensorBoardLog  # the logs' scalars as TensorBoard events (process 0)
 
 
 @dataclasses.dataclass
@@ -203,6 +185,7 @@ def setup_run(config: RunConfig, out: Path, *, compilation_cache: str | None) ->
         flops_per_step=config.model.flops_per_token("causal") * config.tokens_per_step,
         peak=_peak(config),
         is_writer=is_writer,
+        board=TensorBoardLog(out, resume_step=step, writer=is_writer),
     )
 
 
@@ -215,15 +198,14 @@ def train_loop(run: Run, *, progress: bool) -> LoopOutcome:
     eval_steps = config.eval_steps()
     checkpoint_steps = _checkpoint_steps(config)
     boundaries = sorted(set(eval_steps) | checkpoint_steps)
-    meter = StepMeter(run.metrics, config, run.flops_per_step, run.peak[0])
+    meter = StepMeter(run.metrics, config, run.flops_per_step, run.peak[0], run.board)
     bar = Progress(num_steps, step, run.out.name, progress)
     divergence: dict[str, Any] | None = None
-    last_save = time.monotonic()
     eval_times: list[float] = []
     evals: list[dict[str, Any]] = []
     checkpoint_seconds = 0.0
 
-    with _PreemptionFlag() as preempted:
+    with SaveAgreement(config.checkpoint_every_seconds) as agreement:
         while step < num_steps:
             k = chunk_size(step, boundaries, config.steps_per_call)
             if config.steps_per_call == 1:
@@ -236,10 +218,11 @@ def train_loop(run: Run, *, progress: bool) -> LoopOutcome:
             divergence = meter.flush()  # step n's numbers, read after n+1 dispatched
             meter.dispatched(step, k, step_metrics)
             step += k
+            decided = agreement.decide()  # the same on every process: orbax saves collectively
             save_due = (
-                preempted.raised
+                decided.preempted
                 or step in checkpoint_steps
-                or time.monotonic() - last_save >= config.checkpoint_every_seconds
+                or decided.time_due
                 or (step == num_steps and config.keep_final_checkpoint)
             )
             pause = save_due or step in eval_steps
@@ -252,16 +235,18 @@ def train_loop(run: Run, *, progress: bool) -> LoopOutcome:
                 tic = time.perf_counter()
                 evals.append(_evaluate(eval_fn, state.params, run.eval_set, step, config))
                 run.evals.write(evals[-1])
+                run.board.write_eval(evals[-1])
                 eval_times.append(time.perf_counter() - tic)
             if save_due:
                 tic = time.perf_counter()
                 host = _host_state(stream, step, run.earlier_train_seconds, meter)
                 run.checkpoints.save(step, state, host)
+                run.board.flush()  # a resume purges the events after this step, not before
                 checkpoint_seconds += time.perf_counter() - tic
-                last_save = time.monotonic()
+                agreement.saved()
             if pause:
                 meter.paused()  # eval and saving are not step time
-            if preempted.raised and step < num_steps:
+            if decided.preempted and step < num_steps:
                 run.checkpoints.close()
                 raise RunInterrupted(
                     f"preempted at step {step}/{num_steps}; checkpoint saved in {run.out}. "
@@ -280,6 +265,7 @@ def finish_run(
     checkpoint_seconds = outcome.checkpoint_seconds + time.perf_counter() - tic
     run.metrics.close()
     run.evals.close()
+    run.board.close()
     config, meter = run.config, outcome.meter
     result = run_dir.build_result(
         config,

@@ -16,9 +16,11 @@ TRAIN_EPILOG = textwrap.dedent(
     shape rule, or `preset = "1m"`), num_tokens (D), and optional [optimizer], [mesh] and
     [data] tables. Every key can be overridden: --set optimizer.peak_lr=1e-3.
 
-    The run directory holds config.json, metrics.jsonl, evals.jsonl, checkpoints/ and, when
-    the run ends, result.json. Running the same command again resumes a killed run from its
-    last checkpoint, or returns at once if it finished. SIGTERM checkpoints and exits 75;
+    The run directory holds config.json, metrics.jsonl, evals.jsonl, checkpoints/,
+    TensorBoard event files (none with SCALING_LAB_TENSORBOARD=0) and, when the run ends,
+    result.json. Running the same command again resumes a killed run from its
+    last checkpoint, or returns at once if it finished. SIGTERM checkpoints and exits 75
+    (on every host of a multi-host run, at one step, whichever host got it);
     a full disk exits 74 (free space, run it again: it resumes bitwise).
 
     examples:
