@@ -108,6 +108,7 @@ def prepare(options: PrepareOptions, log: Callable[[str], None] = lambda _: None
     tokenizer, tokenizer_sha = _tokenizer(out, options, table)
     dtype = np.dtype(token_dtype(tokenizer.vocab_size)).name
     (out / "shards").mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(options.out)
     pending = [i for i in range(n_shards) if not (out / "shards" / f"{i:05d}.json").exists()]
     log(f"{n_shards - len(pending)} of {n_shards} shard(s) already done; tokenizing {len(pending)}")
     jobs = [
@@ -281,6 +282,13 @@ def _encode_batch(
         writers[split].add(np.concatenate([np.asarray(ids, dtype=eos.dtype), eos]))
         docs[split] += 1
         text_bytes[split] += len(text.encode("utf-8"))
+
+
+def _remove_stale_temporaries(out: str) -> None:
+    """Temporary shard directories a killed prepare left behind (one prepare per DIR at a time)."""
+    if not is_remote(out):
+        for stale in (Path(out) / "shards").glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _move(local: Path, dest: Any) -> None:

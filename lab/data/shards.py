@@ -29,6 +29,7 @@ class ShardWriter:
     def __init__(self, path: str, dtype: type[np.unsignedinteger]) -> None:
         from array_record.python.array_record_module import ArrayRecordWriter
 
+        self.path = path
         self.dtype = np.dtype(dtype)
         self.tokens = 0
         self.records = 0
@@ -89,13 +90,14 @@ class ShardedTokens:
         """int32 [*start_W.shape, length]: tokens[start : start + length] for every start."""
         start_W = np.asarray(start_W, dtype=np.int64)
         pos_WxL = start_W[..., None] + np.arange(length, dtype=np.int64)
-        if pos_WxL.size and (pos_WxL.min() < 0 or pos_WxL.max() >= self.shape[0]):
+        if pos_WxL.size == 0:
+            return np.zeros(pos_WxL.shape, dtype=np.int32)
+        if pos_WxL.min() < 0 or pos_WxL.max() >= self.shape[0]:
             raise IndexError(f"window outside the {self.shape[0]} tokens of the shards")
         shard = np.searchsorted(self._token_starts, pos_WxL, side="right") - 1
         within = pos_WxL - self._token_starts[shard]
         key = self._record_starts[shard] + within // RECORD_TOKENS
         keys, inverse = np.unique(key, return_inverse=True)
-        assert self._source is not None  # positions were checked against shape
         records = self._source.__getitems__(keys.tolist())
         arrays = [np.frombuffer(r, dtype=self.dtype) for r in records]
         base = np.concatenate([[0], np.cumsum([a.size for a in arrays])[:-1]])
