@@ -32,13 +32,18 @@ def write_docs(directory: Path, n: int = 40, seed: int = 0) -> list[Path]:
     return paths
 
 
+def is_held_out(doc_id: str, fraction: float, seed: int) -> bool:
+    """The documented split rule, computed here: the seeded hash as a fraction of 2**64."""
+    digest = hashlib.sha256(f"{seed}\0{doc_id}".encode()).digest()[:8]
+    return int.from_bytes(digest, "big") < fraction * 2**64
+
+
 def reference(paths: list[Path], fraction: float, seed: int) -> dict[str, np.ndarray]:
     """The packed byte tokens of each split, computed here from the files and the split rule."""
     packed: dict[str, list[int]] = {"train": [], "eval": []}
     for path in paths:
-        digest = hashlib.sha256(f"{seed}\0{path.name}".encode()).digest()[:8]
-        split = "eval" if int.from_bytes(digest, "big") < fraction * 2**64 else "train"
-        packed[split] += list(path.read_bytes()) + [257]  # bytes + EOS
+        split = "eval" if is_held_out(path.name, fraction, seed) else "train"
+        packed[split] += [*path.read_bytes(), 257]  # bytes + EOS
     return {k: np.asarray(v, dtype=np.int64) for k, v in packed.items()}
 
 
@@ -140,9 +145,9 @@ def test_bad_requests_are_clear_errors_and_lose_nothing(tmp_path: Path) -> None:
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(DataError, match="not a prepared corpus"):
         prepare(_options(tmp_path / "docs", tmp_path / "busy"))
-    with pytest.raises(DataError, match="no prepared corpus at .*data prepare SOURCE"):
+    with pytest.raises(DataError, match=r"no prepared corpus at .*data prepare SOURCE"):
         load_corpus(DataConfig(corpus=f"prepared:{tmp_path / 'nothing'}"))
-    with pytest.raises(DataError, match="prepared with eval_fraction = 0.2"):
+    with pytest.raises(DataError, match=r"prepared with eval_fraction = 0\.2"):
         load_corpus(DataConfig(corpus=f"prepared:{out}"))
     with pytest.raises(DataError, match="set \\[data\\] tokenizer = 'byte'"):
         load_corpus(
