@@ -160,19 +160,23 @@ def test_bad_requests_are_clear_errors_and_lose_nothing(tmp_path: Path) -> None:
 
 
 def test_cli_prepare_then_describe(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The README's commands: prepare with a trained SentencePiece in 2 processes, then describe."""
     from experiments.main import main
 
     write_docs(tmp_path / "docs", n=10)
     out = tmp_path / "p"
     argv = ["data", "prepare", f"text:{tmp_path / 'docs'}", "--out", str(out)]
-    assert main([*argv, "--eval-fraction", "0.3", "--shards", "2", "--json"]) == 0
+    argv += ["--tokenizer", "sentencepiece:300", "--workers", "2", "--shards", "2"]
+    assert main([*argv, "--eval-fraction", "0.3", "--json"]) == 0
     prepared = json.loads(capsys.readouterr().out)
     assert prepared["corpus"] == f"prepared:{out}" and prepared["shards"] == 2
-    assert main(["data", f"prepared:{out}", "--eval-fraction", "0.3", "--json"]) == 0
+    assert prepared["vocab_size"] == 300 and (out / "tokenizer.model").exists()
+    describe = ["data", f"prepared:{out}", "--tokenizer", "sentencepiece:300"]
+    assert main([*describe, "--eval-fraction", "0.3", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["fingerprint"] == prepared["fingerprint"]
     assert summary["train_tokens"] == prepared["train_tokens"]
+    assert summary["train_tokens"] < 0.8 * summary["bytes"]  # merges: fewer tokens than bytes
     assert main(["data", "prepare", "stdlib"]) == 2
-    assert capsys.readouterr().err.startswith(
-        "scaling-lab data: error: usage: scaling-lab data prepare"
-    )
+    err = capsys.readouterr().err
+    assert err.startswith("scaling-lab data: error: usage: scaling-lab data prepare")
