@@ -82,9 +82,10 @@ class ShardedTokens:
         self._token_starts = np.concatenate([[0], np.cumsum(counts)])
         records = -(-counts // RECORD_TOKENS)
         self._record_starts = np.concatenate([[0], np.cumsum(records)])
-        self._source = (
-            grain.sources.ArrayRecordDataSource([paths[i] for i in keep]) if keep else None
-        )
+        # "path[0:records]" gives the source each file's length: no file is opened up front
+        files = [f"{paths[i]}[0:{n}]" for i, n in zip(keep, records.tolist(), strict=True)]
+        # no shard with tokens: no reader (every window is out of range, see `windows`)
+        self._source: Any = grain.sources.ArrayRecordDataSource(files) if keep else None
 
     def windows(self, start_W: np.ndarray, length: int) -> np.ndarray:
         """int32 [*start_W.shape, length]: tokens[start : start + length] for every start."""
