@@ -180,3 +180,29 @@ def test_cli_prepare_then_describe(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["data", "prepare", "stdlib"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("scaling-lab data: error: usage: scaling-lab data prepare")
+
+
+def test_prepare_a_tfds_dataset(tmp_path: Path) -> None:
+    """`tfds:NAME` (the path C4 takes): documents are the split's examples, ids 'train/INDEX'."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from lab.data.textds import BUILDER_NAME, build_text_dataset
+
+    paths = write_docs(tmp_path / "docs", n=16)
+    build_text_dataset(paths, [p.name for p in paths], tmp_path / "tfds")
+    options = PrepareOptions(
+        corpus=f"tfds:{BUILDER_NAME}",
+        out=str(tmp_path / "p"),
+        data_dir=str(tmp_path / "tfds"),
+        eval_fraction=0.25,
+        shards=4,
+    )
+    manifest = prepare(options)
+    assert manifest["settings"]["tfds_split"] == "train"
+    source = tfds.data_source(BUILDER_NAME, split="train", data_dir=str(tmp_path / "tfds"))
+    expected: dict[str, list[int]] = {"train": [], "eval": []}
+    for i in range(len(source)):
+        split = "eval" if is_held_out(f"train/{i}", 0.25, 0) else "train"
+        expected[split] += [*source[i]["text"], 257]
+    corpus = load_corpus(DataConfig(corpus=f"prepared:{options.out}", eval_fraction=0.25))
+    for split, tokens in (("train", corpus.train_N), ("eval", corpus.eval_N)):
+        assert tokens.read(0, tokens.shape[0]).tolist() == expected[split]
