@@ -186,7 +186,7 @@ def main() -> int:
     rss_ratio = rows[-1]["peak_rss_bytes"] / rows[0]["peak_rss_bytes"]
     result = {
         "benchmark": "data_loader",
-        "loader": "prepared:DIR (ArrayRecord shards, grain ArrayRecordDataSource + index shuffle)",
+        "loader": "prepared:DIR (ArrayRecord shards, one read per shard per batch, grain index shuffle)",
         "tokenizer": "byte",
         "ctx": CTX,
         "batch_size": BATCH,

@@ -30,6 +30,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -222,8 +223,14 @@ def _run(jobs: list[ShardJob], workers: int) -> Iterator[dict]:
         yield from map(prepare_shard, jobs)
         return
     context = multiprocessing.get_context("spawn")  # no forked tokenizer/absl threads
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-        yield from pool.map(prepare_shard, jobs)
+    try:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+            yield from pool.map(prepare_shard, jobs)
+    except BrokenProcessPool as error:
+        raise DataError(
+            "a prepare worker process died (killed, or out of memory); finished shards are "
+            "kept: rerun the same command to resume, with fewer --workers if memory ran out"
+        ) from error
 
 
 def prepare_shard(job: ShardJob) -> dict[str, Any]:
