@@ -14,6 +14,7 @@ import pytest
 
 from lab.data import DataConfig, DataError, load_corpus
 from lab.data.prepare import PrepareOptions, prepare
+from lab.data.shards import RECORD_TOKENS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,11 +63,16 @@ def test_prepared_tokens_equal_a_naive_reference(tmp_path: Path) -> None:
     expected = reference(paths, 0.2, 0)
     corpus = load_corpus(DataConfig(corpus=f"prepared:{tmp_path / 'p'}", eval_fraction=0.2))
     assert manifest["dtype"] == "uint16" and len(manifest["shards"]) == 6
+    assert manifest["shards"][0]["train"]["tokens"] > RECORD_TOKENS + 350  # a record boundary
     for split, tokens in (("train", corpus.train_N), ("eval", corpus.eval_N)):
         assert tokens.shape[0] == expected[split].size
         assert np.array_equal(tokens.read(0, tokens.shape[0]), expected[split])
         # random windows, across record and shard boundaries
         starts = np.random.default_rng(1).integers(0, tokens.shape[0] - 700, size=50)
+        first_shard = manifest["shards"][0][split]["tokens"]
+        edges = [RECORD_TOKENS - 350, first_shard - 350]  # across a record, across a shard
+        edges = [e for e in edges if 0 <= e < tokens.shape[0] - 700]
+        starts = np.concatenate([starts, np.asarray(edges, dtype=np.int64)])
         got = tokens.windows(starts, 700)
         assert np.array_equal(got, expected[split][starts[:, None] + np.arange(700)])
     summary = corpus.summary()
