@@ -177,12 +177,14 @@ def test_cli_prepare_then_describe(tmp_path: Path, capsys: pytest.CaptureFixture
     prepared = json.loads(capsys.readouterr().out)
     assert prepared["corpus"] == f"prepared:{out}" and prepared["shards"] == 2
     assert prepared["vocab_size"] == 300 and (out / "tokenizer.model").exists()
-    describe = ["data", f"prepared:{out}", "--tokenizer", "sentencepiece:300"]
-    assert main([*describe, "--eval-fraction", "0.3", "--json"]) == 0
+    # describing it takes its tokenizer and split from the manifest; a mismatch is refused
+    assert main(["data", f"prepared:{out}", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["fingerprint"] == prepared["fingerprint"]
     assert summary["train_tokens"] == prepared["train_tokens"]
     assert summary["train_tokens"] < 0.8 * summary["bytes"]  # merges: fewer tokens than bytes
+    assert main(["data", f"prepared:{out}", "--eval-seed", "1"]) == 2
+    assert "prepared with eval_seed = 0, not 1" in capsys.readouterr().err
     assert main(["data", "prepare", "stdlib"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("scaling-lab data: error: usage: scaling-lab data prepare")

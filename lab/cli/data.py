@@ -42,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("source", nargs="?", help="with 'prepare': the corpus to prepare")
     parser.add_argument(
         "--tokenizer",
-        default="byte",
-        help="byte, sentencepiece:VOCAB_SIZE, sentencepiece:PATH.model or hf:PATH",
+        help="byte (default), sentencepiece:VOCAB_SIZE, sentencepiece:PATH.model or hf:PATH "
+        "(a prepared corpus: its own)",
     )
     parser.add_argument("--out", help="prepare: the output directory (local or gs://)")
     parser.add_argument("--workers", type=int, default=1, help="prepare: tokenizer processes")
@@ -58,9 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data-dir", help="datasets and caches (default $SCALING_LAB_DATA or ~/.cache/scaling-lab)"
     )
     parser.add_argument(
-        "--eval-fraction", type=float, default=0.02, help="held-out share of documents"
+        "--eval-fraction",
+        type=float,
+        help="held-out share of documents (default 0.02; a prepared corpus: its own)",
     )
-    parser.add_argument("--eval-seed", type=int, default=0, help="seed of the held-out split")
+    parser.add_argument(
+        "--eval-seed", type=int, help="seed of the held-out split (default 0; prepared: its own)"
+    )
     parser.add_argument("--tfds-split", default="train", help="TFDS split to read (slicing ok)")
     parser.add_argument(
         "--synthetic", action="append", default=[], metavar="KEY=VALUE", help="synthetic option"
@@ -82,6 +86,21 @@ def _synthetic_options(pairs: list[str]) -> dict | None:
         except ValueError:
             raise DataError(f"--synthetic {key.strip()} takes a number, got {value!r}") from None
     return options or None
+
+
+SPLIT_DEFAULTS = {"tokenizer": "byte", "eval_fraction": 0.02, "eval_seed": 0}
+
+
+def _fill_defaults(args: argparse.Namespace) -> None:
+    """Unset split options: a prepared corpus's own (from its manifest), else the defaults."""
+    known: dict = {}
+    if args.name.startswith("prepared:"):
+        from lab.data.prepared import prepared_options
+
+        known = prepared_options(args.name.split(":", 1)[1].strip())
+    for key, default in SPLIT_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, known.get(key, default))
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -127,9 +146,12 @@ def run(args: argparse.Namespace) -> int:
     from lab.data.errors import DataError
 
     if args.name == "prepare":
+        for key, default in SPLIT_DEFAULTS.items():
+            setattr(args, key, default if getattr(args, key) is None else getattr(args, key))
         return _prepare(args)
     if args.source is not None:
         raise DataError(f"unexpected argument {args.source!r}; only 'data prepare' takes a SOURCE")
+    _fill_defaults(args)
 
     config = DataConfig(
         corpus=args.name,

@@ -145,6 +145,20 @@ class PreparedCorpus:
         return self.eval_N.windows(window_W.reshape(num_batches, batch_size) * ctx, ctx + 1)
 
 
+def prepared_options(directory: str) -> dict[str, Any]:
+    """The tokenizer and split a prepared directory was made with ({} if it has no manifest)."""
+    path = as_path(directory) / "manifest.json"
+    if not path.exists():
+        return {}
+    manifest = read_json(path)
+    settings = manifest.get("settings", {})
+    return {
+        "tokenizer": manifest.get("tokenizer", {}).get("spec"),
+        "eval_fraction": settings.get("eval_fraction"),
+        "eval_seed": settings.get("eval_seed"),
+    }
+
+
 def open_prepared(config: DataConfig) -> PreparedCorpus:
     """The corpus of `prepared:DIR`, after checking that `config` agrees with how it was prepared."""
     directory = config.corpus.split(":", 1)[1].strip()
