@@ -115,3 +115,76 @@ def test_a_run_trains_on_a_prepared_corpus(prepared, tmp_path: Path) -> None:
     assert result["status"] == "done" and result["steps"] == 8
     recorded = json.dumps(result)
     assert load_corpus(config).fingerprint in recorded
+
+
+def test_a_two_process_checkpoint_resumes_on_one_process(prepared) -> None:
+    config, _ = prepared
+    single = np.stack(list(_stream(config, 12)))
+    procs = [_stream(config, 12, process_index=p, process_count=2) for p in range(2)]
+    stacked = np.concatenate([s.next_batches(5) for s in procs], axis=1)
+    assert np.array_equal(stacked, single[:5])
+    resumed = _stream(config, 12)
+    resumed.restore(json.loads(json.dumps(procs[1].state())))
+    assert np.array_equal(np.stack(list(resumed)), single[5:])
+
+
+WORKER = """
+import sys
+import jax
+import numpy as np
+
+pid, port, corpus = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+jax.config.update("jax_num_cpu_devices", 4)
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=pid)
+from jax.experimental import multihost_utils
+from jax.sharding import AxisType
+
+from lab.data import DataConfig, global_batch, load_corpus
+
+data = load_corpus(DataConfig(corpus=corpus, eval_fraction=0.2))
+kw = dict(ctx=16, batch_size=8, num_tokens=8 * 16 * 3, seed=5)
+local = data.train_stream(process_index=pid, process_count=2, **kw).next_batches(3)
+expected = data.train_stream(**kw).next_batches(3)
+mesh = jax.make_mesh((4, 2, 1), ("data", "fsdp", "tensor"), axis_types=(AxisType.Auto,) * 3)
+for step in range(3):
+    full = multihost_utils.process_allgather(global_batch(local[step], mesh), tiled=True)
+    assert np.array_equal(np.asarray(full), expected[step]), step
+print("OK", pid)
+"""
+
+
+def test_two_real_processes_read_their_rows_of_the_global_batch(prepared, tmp_path: Path) -> None:
+    """jax.distributed, 2 processes x 4 CPU devices, each reading only its rows from the shards."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    config, _ = prepared
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu", "PYTHONPATH": repo}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(i), port, config.corpus],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        for i in range(2)
+    ]
+    outs = []
+    for proc in procs:
+        try:
+            outs.append(proc.communicate(timeout=120)[0])
+        finally:
+            proc.kill()
+    for i, (proc, out) in enumerate(zip(procs, outs, strict=True)):
+        assert proc.returncode == 0, out[-3000:]
+        assert f"OK {i}" in out
