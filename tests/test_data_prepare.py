@@ -159,6 +159,8 @@ def test_bad_requests_are_clear_errors_and_lose_nothing(tmp_path: Path) -> None:
         load_corpus(
             DataConfig(corpus=f"prepared:{out}", eval_fraction=0.2, tokenizer="sentencepiece:300")
         )
+    with pytest.raises(DataError, match="copy the directory to every host's disk"):
+        load_corpus(DataConfig(corpus="prepared:gs://bucket/c4-sp"))
     with pytest.raises(DataError, match="unique_tokens is not supported"):
         load_corpus(DataConfig(corpus=f"prepared:{out}", eval_fraction=0.2, unique_tokens=100))
     with pytest.raises(DataError, match="synthetic corpus is generated in memory"):

@@ -22,7 +22,7 @@ from lab.data.prepare import PACKING, PREPARED_FORMAT, PREPARED_VERSION
 from lab.data.shards import ShardedTokens
 from lab.data.stream import TokenStream
 from lab.data.tokenizer_files import saved_tokenizer
-from lab.runtime.atomic_io import as_path, read_json
+from lab.runtime.atomic_io import as_path, is_remote, read_json
 
 
 def _seed32(seed: int, salt: str) -> int:
@@ -162,6 +162,12 @@ def prepared_options(directory: str) -> dict[str, Any]:
 def open_prepared(config: DataConfig) -> PreparedCorpus:
     """The corpus of `prepared:DIR`, after checking that `config` agrees with how it was prepared."""
     directory = config.corpus.split(":", 1)[1].strip()
+    if is_remote(directory):
+        raise DataError(
+            f"cannot read shards from {directory}: the array_record reader opens local files "
+            "only (google/array_record#120); copy the directory to every host's disk, e.g. "
+            f"`gcloud storage cp -r {directory} /data/`, and use prepared:/data/NAME"
+        )
     root = as_path(directory)
     manifest_path = root / "manifest.json"
     if not manifest_path.exists():
