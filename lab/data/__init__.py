@@ -1,7 +1,16 @@
 """Data of the lab: corpora with content fingerprints, tokenizers, held-out splits, token streams.
 
-`import lab.data` is cheap: numpy only. TFDS, SentencePiece and JAX load inside the functions
-that need them (`global_batch` is the only JAX entry point).
+Modules: `config` (DataConfig, tokenizer specs), `corpus` (in-memory corpora, cached),
+`sources` (documents of stdlib / text / TFDS), `textds` (text files as a TFDS dataset),
+`tokenizers` (byte, symbols, SentencePiece, Hugging Face), `tokenizer_files` (a spec -> a
+tokenizer and its saved file), `stream` (TokenStream: exactly D tokens, resumable), `pool`
+(capped unique-token pools), `synthetic`, `arrays` (host rows -> global jax.Arrays);
+corpora larger than memory: `doc_table` (documents by index), `shards` (ArrayRecord token
+shards: writer and random-access reader), `prepare` (`data prepare`: parallel, resumable),
+`prepared` (`prepared:DIR` corpora and their grain-ordered stream).
+
+`import lab.data` is cheap: numpy only. TFDS, SentencePiece, tokenizers, grain and JAX load
+inside the functions that need them (`global_batch` is the only JAX entry point).
 """
 
 from __future__ import annotations
@@ -12,7 +21,13 @@ from lab.data.config import DataConfig, default_data_dir
 from lab.data.corpus import Corpus, load_corpus
 from lab.data.errors import DataError, DataWarning
 from lab.data.stream import TokenStream
-from lab.data.tokenizers import ByteTokenizer, SentencePieceTokenizer, SymbolTokenizer, Tokenizer
+from lab.data.tokenizers import (
+    ByteTokenizer,
+    HuggingFaceTokenizer,
+    SentencePieceTokenizer,
+    SymbolTokenizer,
+    Tokenizer,
+)
 
 if TYPE_CHECKING:
     import jax
@@ -24,6 +39,7 @@ __all__ = [
     "DataConfig",
     "DataError",
     "DataWarning",
+    "HuggingFaceTokenizer",
     "SentencePieceTokenizer",
     "SymbolTokenizer",
     "TokenStream",

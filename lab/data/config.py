@@ -5,6 +5,14 @@ Corpus names:
   synthetic               a seeded sparse Markov language with closed-form entropy rate
   tfds:NAME[/CONFIG]      a prepared TFDS dataset in ArrayRecord format, read without TensorFlow
   text:PATH[,PATH...]     local text files (globs ok), built once into a TFDS ArrayRecord dataset
+  prepared:DIR            token shards written by `scaling-lab data prepare` (read from disk,
+                          never loaded whole: corpora larger than memory)
+
+Tokenizers:
+  byte                    UTF-8 bytes (default)
+  sentencepiece:N         BPE with N pieces, trained on the training split
+  sentencepiece:PATH      an existing SentencePiece model file (PATH ends in .model)
+  hf:PATH                 a Hugging Face `tokenizers` file (tokenizer.json, or a directory with one)
 """
 
 from __future__ import annotations
@@ -34,6 +42,10 @@ def default_data_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "scaling-lab"
 
 
+CORPUS_KINDS = ("tfds", "text", "prepared")
+MAX_VOCAB = 1 << 22  # ids above 65,535 are stored as uint32
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Which tokens a run trains and evaluates on; its dict goes into every run's provenance.
@@ -58,14 +70,14 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         kind = self.corpus.split(":", 1)[0]
-        if self.corpus not in ("stdlib", "synthetic") and kind not in ("tfds", "text"):
+        if self.corpus not in ("stdlib", "synthetic") and kind not in CORPUS_KINDS:
             raise DataError(
                 f"unknown corpus {self.corpus!r}; use 'stdlib', 'synthetic', "
-                "'tfds:NAME[/CONFIG]' or 'text:PATH[,PATH...]'"
+                "'tfds:NAME[/CONFIG]', 'text:PATH[,PATH...]' or 'prepared:DIR'"
             )
-        if kind in ("tfds", "text") and not self.corpus.split(":", 1)[1].strip():
+        if kind in CORPUS_KINDS and not self.corpus.split(":", 1)[1].strip():
             raise DataError(f"corpus {self.corpus!r} names nothing after '{kind}:'")
-        tokenizer_vocab(self.tokenizer)  # validates
+        check_tokenizer_spec(self.tokenizer)
         if not (isinstance(self.eval_fraction, int | float) and 0 < self.eval_fraction < 0.5):
             raise DataError(f"eval_fraction must be in (0, 0.5), got {self.eval_fraction!r}")
         if isinstance(self.eval_seed, bool) or not isinstance(self.eval_seed, int):
@@ -115,13 +127,43 @@ class DataConfig:
         return cls(**d)
 
 
-def tokenizer_vocab(spec: str) -> int | None:
-    """Vocabulary size requested by a tokenizer spec (None for 'byte'); raises on a bad spec."""
+def check_tokenizer_spec(spec: str) -> str:
+    """The tokenizer's kind ('byte', 'sentencepiece', 'sentencepiece-file', 'hf'); raises on a bad spec.
+
+    Syntax only: no file is opened, so a config naming a tokenizer file that lives on another
+    machine still parses.
+    """
+    if not isinstance(spec, str):
+        raise DataError(f"tokenizer must be a string, got {spec!r}")
     if spec == "byte":
-        return None
-    kind, _, size = spec.partition(":")
-    if kind == "sentencepiece" and size.isdigit() and 300 <= int(size) <= 65_535:
-        return int(size)
+        return "byte"
+    kind, _, rest = spec.partition(":")
+    if kind == "sentencepiece" and rest.isdigit() and 300 <= int(rest) <= MAX_VOCAB:
+        return "sentencepiece"
+    if kind == "sentencepiece" and rest.endswith(".model"):
+        return "sentencepiece-file"
+    if kind == "hf" and rest.strip():
+        return "hf"
     raise DataError(
-        f"unknown tokenizer {spec!r}; use 'byte' or 'sentencepiece:VOCAB_SIZE' with 300 <= VOCAB_SIZE <= 65535 (uint16 ids), e.g. 4096"
+        f"unknown tokenizer {spec!r}; use 'byte', 'sentencepiece:VOCAB_SIZE' (300..{MAX_VOCAB:,}, "
+        "e.g. 4096), 'sentencepiece:PATH.model' (an existing model) or 'hf:PATH' "
+        "(a Hugging Face tokenizer.json)"
     )
+
+
+def tokenizer_vocab(spec: str) -> int | None:
+    """Vocabulary size a tokenizer spec asks for (None for 'byte'); raises on a bad spec.
+
+    For a tokenizer file the size is read from the file when it exists here, else None.
+    """
+    kind = check_tokenizer_spec(spec)
+    if kind == "byte":
+        return None
+    if kind == "sentencepiece":
+        return int(spec.partition(":")[2])
+    from lab.data.tokenizer_files import load_tokenizer_file
+
+    try:
+        return load_tokenizer_file(spec).vocab_size
+    except DataError:
+        return None

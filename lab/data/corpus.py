@@ -1,10 +1,11 @@
-"""`load_corpus`: documents -> held-out split -> tokens -> packed uint16 arrays, cached on disk.
+"""`load_corpus`: documents -> held-out split -> tokens -> packed uint16/uint32 arrays, cached on disk.
 
 The first load of a corpus reads and tokenizes it and writes `train.npy`, `eval.npy`,
 `meta.json` (and `tokenizer.model` for SentencePiece) into DATA_DIR/cache/NAME-KEY/, where KEY
 hashes the cheap source key (file names, sizes, mtimes / dataset metadata / synthetic
 options) with the tokenizer and split settings. Later loads only stat the files and memory-map
-the arrays (milliseconds). The directory is built under a temporary name and renamed into
+the arrays (milliseconds). `prepared:DIR` corpora are opened from their shards instead
+(`lab.data.prepared`). The directory is built under a temporary name and renamed into
 place, so concurrent sweep workers never see a half-written cache.
 
 The recorded `fingerprint` is the sha256 of the preprocessing settings and of the packed
@@ -25,17 +26,18 @@ from typing import Any
 
 import numpy as np
 
-from lab.data.config import DataConfig, tokenizer_vocab
+from lab.data.config import DataConfig, check_tokenizer_spec
 from lab.data.errors import DataError
 from lab.data.pool import pool_fingerprint, unique_pool
 from lab.data.stream import TokenStream, eval_windows
-from lab.data.tokenizers import (
-    ByteTokenizer,
-    SentencePieceTokenizer,
-    SymbolTokenizer,
-    Tokenizer,
-    train_sentencepiece,
+from lab.data.tokenizer_files import (
+    TOKENIZER_FILES,
+    make_tokenizer,
+    saved_tokenizer,
+    spec_kind,
+    tokenizer_path,
 )
+from lab.data.tokenizers import ByteTokenizer, SymbolTokenizer, Tokenizer, token_dtype
 
 PREPROCESS_VERSION = 1  # bump when documents, splitting or packing change meaning
 PACKING = "doc_tokens + [EOS], documents in corpus order, no BOS"
@@ -136,10 +138,15 @@ class Corpus:
         )
 
 
-def load_corpus(config: DataConfig) -> Corpus:
-    """Open the cached corpus of `config`, building the cache first if needed."""
+def load_corpus(config: DataConfig) -> Any:
+    """Open the cached corpus of `config` (a `Corpus`, or a `PreparedCorpus` for 'prepared:DIR'),
+    building the cache first if needed."""
     from lab.data import sources
 
+    if config.corpus.startswith("prepared:"):
+        from lab.data.prepared import open_prepared
+
+        return open_prepared(config)
     root = config.root
     if config.corpus == "synthetic":
         if config.tokenizer != "byte":
@@ -184,7 +191,20 @@ def _settings(config: DataConfig) -> dict[str, Any]:
         settings["synthetic"] = config.synthetic_options()
     if config.corpus.startswith("tfds:"):
         settings["tfds_split"] = config.tfds_split
+    if check_tokenizer_spec(config.tokenizer) in ("sentencepiece-file", "hf"):
+        settings["tokenizer_sha256"] = tokenizer_file_sha256(config.tokenizer)
     return settings
+
+
+def tokenizer_file_sha256(spec: str) -> str:
+    """Content hash of a tokenizer file: an edited model at the same path is a new cache."""
+    path = tokenizer_path(spec)
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as error:
+        raise DataError(
+            f"cannot read the tokenizer file of {spec!r} ({error.strerror}: {path}); check the path"
+        ) from error
 
 
 def _sha(obj: Any) -> str:
@@ -234,14 +254,9 @@ def _build(
     is_eval[eval_indices(ids, config.eval_fraction, config.eval_seed)] = True
     train_docs = [d for d, e in zip(docs, is_eval, strict=True) if not e]
     eval_docs = [d for d, e in zip(docs, is_eval, strict=True) if e]
-    sp_model = None
+    sp_model = None  # the tokenizer file's bytes (trained or loaded), saved with the tokens
     if tokenizer is None:  # text corpora
-        vocab = tokenizer_vocab(config.tokenizer)
-        if vocab is None:
-            tokenizer = ByteTokenizer()
-        else:
-            sp_model = train_sentencepiece((t for _, t in train_docs), vocab)
-            tokenizer = SentencePieceTokenizer(sp_model, config.tokenizer)
+        tokenizer, sp_model = make_tokenizer(config.tokenizer, lambda: (t for _, t in train_docs))
     train_N, train_bytes = _pack(train_docs, tokenizer)
     eval_N, eval_bytes = _pack(eval_docs, tokenizer)
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
@@ -268,7 +283,7 @@ def _build(
         np.save(tmp / "train.npy", train_N)
         np.save(tmp / "eval.npy", eval_N)
         if sp_model is not None:
-            (tmp / "tokenizer.model").write_bytes(sp_model)
+            (tmp / TOKENIZER_FILES[spec_kind(tokenizer.spec)]).write_bytes(sp_model)
         (tmp / "doc_ids.json").write_text(
             json.dumps({"train": [d for d, _ in train_docs], "eval": [d for d, _ in eval_docs]})
         )
@@ -282,9 +297,11 @@ def _build(
 
 
 def _pack(docs: list[tuple[str, Any]], tokenizer: Tokenizer) -> tuple[np.ndarray, int | None]:
-    """Concatenate doc tokens + [EOS] into one uint16 array; also return the text bytes (if text)."""
+    """Concatenate doc tokens + [EOS] into one uint16 (uint32 for vocab > 65,536) array; also
+    return the text bytes (if text)."""
+    dtype = token_dtype(tokenizer.vocab_size)
     if not docs:
-        return np.zeros(0, dtype=np.uint16), 0
+        return np.zeros(0, dtype=dtype), 0
     if isinstance(docs[0][1], np.ndarray):  # pre-tokenized (synthetic)
         pieces = [np.asarray(d, dtype=np.uint16) for _, d in docs]
         n_bytes = None
@@ -294,10 +311,10 @@ def _pack(docs: list[tuple[str, Any]], tokenizer: Tokenizer) -> tuple[np.ndarray
         n_bytes = sum(len(r) for r in raw)
     else:
         texts = [t for _, t in docs]
-        pieces = [np.asarray(ids, dtype=np.uint16) for ids in tokenizer.encode_many(texts)]  # type: ignore[attr-defined]
+        pieces = [np.asarray(ids, dtype=dtype) for ids in tokenizer.encode_many(texts)]  # type: ignore[attr-defined]
         n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     lengths = np.asarray([len(p) + 1 for p in pieces], dtype=np.int64)
-    out_N = np.full(int(lengths.sum()), tokenizer.eos_id, dtype=np.uint16)
+    out_N = np.full(int(lengths.sum()), tokenizer.eos_id, dtype=dtype)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     for start, piece in zip(starts, pieces, strict=True):
         out_N[start : start + len(piece)] = piece
@@ -306,8 +323,6 @@ def _pack(docs: list[tuple[str, Any]], tokenizer: Tokenizer) -> tuple[np.ndarray
 
 def _make_tokenizer(meta: dict[str, Any], cache_dir: Path) -> Tokenizer:
     spec = meta["tokenizer"]
-    if spec == "byte":
-        return ByteTokenizer()
     if spec.startswith("symbols:"):
         return SymbolTokenizer(int(spec.split(":")[1]))
-    return SentencePieceTokenizer((cache_dir / "tokenizer.model").read_bytes(), spec)
+    return saved_tokenizer(spec, cache_dir)

@@ -47,7 +47,7 @@ class Source:
     documents: Callable[[], Iterator[tuple[str, str]]]
 
 
-def _stat_digest(files: list[Path], ids: list[str]) -> str:
+def stat_digest(files: list[Path], ids: list[str]) -> str:
     """Hash of (id, size, mtime) per file: changes when a file is edited, costs no reads."""
     h = hashlib.sha256()
     for path, doc_id in zip(files, ids, strict=True):
@@ -76,7 +76,7 @@ def stdlib_source() -> Source:
     if not files:
         raise DataError(f"no .py files under the stdlib directory {root}; use another corpus")
     ids = [f.relative_to(root).as_posix() for f in files]
-    key = {"python": sys.version.split()[0], "root": str(root), "stat": _stat_digest(files, ids)}
+    key = {"python": sys.version.split()[0], "root": str(root), "stat": stat_digest(files, ids)}
     return Source("stdlib", key, lambda: _read_files(files, ids))
 
 
@@ -110,7 +110,7 @@ def text_files(spec: str) -> tuple[list[Path], list[str]]:
 
 def text_source(spec: str, data_dir: Path) -> Source:
     files, ids = text_files(spec)
-    stat = _stat_digest(files, ids)
+    stat = stat_digest(files, ids)
     build_dir = data_dir / "text" / stat[:20]
 
     def documents() -> Iterator[tuple[str, str]]:
@@ -168,10 +168,8 @@ def tfds_source(name: str, split: str, data_dir: Path) -> Source:
     return Source(f"tfds:{name}", key, documents)
 
 
-def _tfds_documents(
-    name: str, split: str, data_dir: Path, field: str | None, order_key: str | None = None
-) -> Iterator[tuple[str, str]]:
-    """(id, text) of every example of a prepared ArrayRecord dataset, read with tfds.data_source."""
+def open_tfds(name: str, split: str, data_dir: Path) -> tuple[Any, str]:
+    """A prepared ArrayRecord TFDS split opened with `tfds.data_source`, and its text feature."""
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
@@ -187,7 +185,20 @@ def _tfds_documents(
             f"cannot open TFDS dataset {name!r} split {split!r} in {data_dir}: {error}\n"
             + _prepare_hint(name, data_dir)
         ) from error
-    field = field or _text_field(source, name)
+    return source, _text_field(source, name)
+
+
+def tfds_text(value: Any) -> str:
+    """A TFDS Text feature's value as str (bytes are UTF-8, bad bytes replaced)."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _tfds_documents(
+    name: str, split: str, data_dir: Path, field: str | None, order_key: str | None = None
+) -> Iterator[tuple[str, str]]:
+    """(id, text) of every example of a prepared ArrayRecord dataset, read with tfds.data_source."""
+    source, text_field = open_tfds(name, split, data_dir)
+    field = field or text_field
     batches = (
         source.__getitems__(list(range(start, min(start + 1024, len(source)))))
         for start in range(0, len(source), 1024)
@@ -198,11 +209,7 @@ def _tfds_documents(
     for i, ex in enumerate(examples):
         raw_id = ex.get("id") if order_key else None
         doc_id = raw_id.decode() if isinstance(raw_id, bytes) else f"{split}/{i}"
-        text = ex[field]
-        yield (
-            doc_id,
-            text.decode("utf-8", errors="replace") if isinstance(text, bytes) else str(text),
-        )
+        yield doc_id, tfds_text(ex[field])
 
 
 def _text_field(source: Any, name: str) -> str:

@@ -128,6 +128,10 @@ class TokenStream:
             out_G[mask] = self._perm(epoch)[pos_G[mask]]
         return out_G
 
+    def _read(self, window_W: np.ndarray) -> np.ndarray:
+        """int32 [*W.shape, ctx+1] tokens of windows (overridden for shards on disk)."""
+        return _gather(self._tokens_N, window_W, self.ctx)
+
     def _slots(self, steps_K: np.ndarray) -> np.ndarray:
         rows_R = self.process_index * self.local_batch + np.arange(self.local_batch)
         return steps_K[:, None] * self.batch_size + rows_R[None, :]
@@ -141,7 +145,7 @@ class TokenStream:
                 f"of {self.steps} (num_tokens={self.num_tokens})"
             )
         slot_KxR = self._slots(np.arange(self._step, self._step + k, dtype=np.int64))
-        batch = _gather(self._tokens_N, self._windows(slot_KxR), self.ctx)
+        batch = self._read(self._windows(slot_KxR))
         self._step += k
         return batch
 
