@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -133,9 +134,12 @@ def running_emulator(bucket: str = BUCKET) -> Iterator[str]:
     from gcp_storage_emulator.server import create_server
 
     port = free_port()
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.CRITICAL)  # 404s are answers
     with honour_preconditions():
         server = create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket)
         server.start()
+        # A client that hangs up early (a killed run) is not a test failure: no traceback.
+        server._api._httpd.handle_error = lambda request, address: None
         try:
             yield f"http://127.0.0.1:{port}"
         finally:
@@ -198,3 +202,35 @@ def list_objects(url: str, bucket: str, prefix: str = "") -> list[str]:
         token = page.get("nextPageToken")
         if not token:
             return sorted(names)
+
+
+class Bucket:
+    """A test's own prefix in the emulator's bucket: `url(...)` names gs:// paths under it,
+    `objects(...)` lists what is stored there (asked of the emulator, not of a client)."""
+
+    def __init__(self, emulator: str, prefix: str) -> None:
+        self.emulator, self.prefix = emulator, prefix
+
+    @classmethod
+    def for_test(cls, emulator: str, test_name: str) -> Bucket:
+        import re
+        import uuid
+
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "-", test_name)[:60]
+        return cls(emulator, f"{slug}-{uuid.uuid4().hex[:8]}")
+
+    def url(self, *parts: str) -> str:
+        return "/".join([f"gs://{BUCKET}", self.prefix, *parts])
+
+    def objects(self, *parts: str) -> list[str]:
+        prefix = "/".join([self.prefix, *parts]) + "/"
+        return [name[len(prefix) :] for name in list_objects(self.emulator, BUCKET, prefix)]
+
+    def read(self, *parts: str) -> bytes:
+        import urllib.parse
+        import urllib.request
+
+        name = urllib.parse.quote("/".join([self.prefix, *parts]), safe="")
+        address = f"{self.emulator}/download/storage/v1/b/{BUCKET}/o/{name}?alt=media"
+        with urllib.request.urlopen(address) as reply:
+            return reply.read()

@@ -10,6 +10,7 @@ umask) before it takes the final name.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tempfile
@@ -26,10 +27,22 @@ def is_remote(path: str | os.PathLike) -> bool:
 def as_path(path: str | os.PathLike):
     """A pathlib.Path locally, an etils epath.Path for URLs such as gs://bucket/dir."""
     if is_remote(path):
+        _require_cloud(path)
         from etils import epath
 
         return epath.Path(str(path))
     return Path(path)
+
+
+def _require_cloud(path: str | os.PathLike) -> None:
+    """gs:// needs gcsfs (etils.epath's backend for it): say how to get it, once, clearly."""
+    if str(path).startswith("gs://") and importlib.util.find_spec("gcsfs") is None:
+        from lab.errors import ConfigError
+
+        raise ConfigError(
+            f"{path}: gs:// paths need the cloud extra (gcsfs, google-cloud-storage, "
+            "tenacity); pip install 'scaling-lab[train,cloud]'"
+        )
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

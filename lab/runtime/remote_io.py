@@ -18,8 +18,6 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import tenacity
-
 T = TypeVar("T")
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -46,14 +44,26 @@ def is_transient(error: BaseException) -> bool:
     return bool(names & {"ClientConnectionError", "ServerDisconnectedError", "ChunkedEncodingError"})
 
 
-def retrying(fn: Callable[..., T]) -> Callable[..., T]:
-    """`fn` retried on transient errors: up to 6 tries, backoff from 0.5 s up to 20 s."""
-    return tenacity.retry(
-        retry=tenacity.retry_if_exception(is_transient),
-        wait=tenacity.wait_exponential_jitter(initial=0.5, max=20.0),
-        stop=tenacity.stop_after_attempt(ATTEMPTS),
-        reraise=True,
-    )(fn)
+def retrying(fn: Callable[..., T], *, wait_s: float = 0.5) -> Callable[..., T]:
+    """`fn` retried on transient errors: up to 6 tries, waits drawn from [0, wait_s * 2^k]
+    (capped at 20 s: exponential backoff with full jitter, so contending workers spread out).
+    (tenacity comes with the `cloud` extra, imported only when a remote call is made.)"""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> T:
+        import tenacity
+
+        for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception(is_transient),
+            wait=tenacity.wait_random_exponential(multiplier=wait_s, max=20.0),
+            stop=tenacity.stop_after_attempt(ATTEMPTS),
+            reraise=True,
+        ):
+            with attempt:
+                return fn(*args, **kwargs)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    return call
 
 
 def split_gs(path: str) -> tuple[str, str]:
