@@ -8,6 +8,11 @@ answer 412 when the object's current generation (0: absent) differs, as GCS does
 handlers run one at a time (the emulator's HTTPServer is single-threaded; the lock keeps it
 so should that change), so check-then-write is atomic, as on GCS.
 
+Its media downloads also lack the `x-goog-generation` header GCS sends. TensorStore (orbax's
+OCDBT checkpoints) conditions its manifest writes on the generation it read, and fails with
+"Malformed StorageGeneration" without it; the wrapped download adds the header and answers
+the read preconditions (ifGenerationMatch: 412, ifGenerationNotMatch: 304) as GCS does.
+
 Environment (also inherited by the CLI subprocesses the tests start):
 - STORAGE_EMULATOR_HOST: gcsfs and google-cloud-storage send requests there (the latter
   with anonymous credentials and no project when it is set).
@@ -101,16 +106,46 @@ def _guarded(handler: Callable, lock: threading.RLock) -> Callable:
     return guarded
 
 
+def _versioned_read(handler: Callable, lock: threading.RLock) -> Callable:
+    def versioned(request, response, storage, *args, **kwargs):
+        with lock:
+            bucket = request.params["bucket_name"]
+            name = _object_name(request, storage)
+            current = _current_generation(storage, bucket, name)
+            match = request.query.get("ifGenerationMatch", [None])[0]
+            if match is not None and current and int(match) != current:
+                return _precondition_failed(response, name, match, current)
+            not_match = request.query.get("ifGenerationNotMatch", [None])[0]
+            if not_match is not None and current and int(not_match) == current:
+                response.status = HTTPStatus.NOT_MODIFIED
+            else:
+                handler(request, response, storage, *args, **kwargs)
+            if current and response.status in (HTTPStatus.OK, HTTPStatus.PARTIAL_CONTENT,
+                                                HTTPStatus.NOT_MODIFIED):  # fmt: skip
+                obj = storage.get_file_obj(bucket, name)
+                response["x-goog-generation"] = obj["generation"]
+                response["x-goog-metageneration"] = obj["metageneration"]
+
+    versioned.__wrapped__ = handler
+    return versioned
+
+
 @contextlib.contextmanager
 def honour_preconditions() -> Iterator[None]:
     """Make the emulator's insert, resumable-upload and delete handlers honour
-    `ifGenerationMatch` (restored afterwards)."""
+    `ifGenerationMatch`, and its downloads carry and honour generations (restored
+    afterwards)."""
     from gcp_storage_emulator import server
     from gcp_storage_emulator.handlers import objects
 
     lock = threading.RLock()  # insert hands a resumable chunk on to upload_partial
-    originals = {name: getattr(objects, name) for name in ("insert", "upload_partial", "delete")}
-    wrapped = {fn: _guarded(fn, lock) for fn in originals.values()}
+    originals = {
+        name: getattr(objects, name) for name in ("insert", "upload_partial", "delete", "download")
+    }
+    wrapped = {
+        fn: (_versioned_read if name == "download" else _guarded)(fn, lock)
+        for name, fn in originals.items()
+    }
     swapped: list[tuple[dict, str, Callable]] = []
     for _, handlers in server.HANDLERS:
         for method, fn in list(handlers.items()):
