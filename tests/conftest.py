@@ -8,9 +8,8 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import pytest  # noqa: E402
-
-from gcs_emulator import Bucket, emulator_environment, running_emulator  # noqa: E402
+import pytest
+from gcs_emulator import Bucket, emulator_environment, running_emulator
 
 
 @pytest.fixture(scope="session")

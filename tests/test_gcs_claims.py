@@ -101,7 +101,9 @@ def test_a_stale_claim_is_taken_over_by_exactly_one_worker(gcs_bucket) -> None:
     record = json.loads(gcs_bucket.read("claims", "run.json"))
     record["host"] = "another-host"  # so only the heartbeat decides
     generation = remote_io.read_versioned(str(old.path("run")))[1]
-    assert remote_io.write_if_generation(str(old.path("run")), json.dumps(record).encode(), generation)
+    assert remote_io.write_if_generation(
+        str(old.path("run")), json.dumps(record).encode(), generation
+    )
     contenders = [ClaimStore(gcs_bucket.url(), f"c{i}", timeout_s=0.3) for i in range(6)]
     assert not contenders[0].try_claim("run")  # still live
     time.sleep(0.4)

@@ -20,6 +20,8 @@ import pytest
 from analysis.cli import run as analysis_main
 from experiments.sweep_dir import read_plan, run_state
 
+pytestmark = pytest.mark.slow  # two CLI workers train micro (~100 s on 2 cores)
+
 ANNOUNCE = re.compile(r"^\[(?P<worker>\w+)\] \d+/\d+ (?P<run_id>\S+) ", re.MULTILINE)
 
 
@@ -36,8 +38,11 @@ def bucket_sweep(gcs_emulator, tmp_path_factory):
     workers = [
         subprocess.Popen(
             [*command, "--worker-name", name],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for name in ("A", "B")
     ]
     outputs = [w.communicate(timeout=400) for w in workers]

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from test_train_run import data_config, tiny_run
 
 from lab import run_dir
@@ -86,7 +87,8 @@ def _wait_for_remote_checkpoint(bucket, process: subprocess.Popen, beyond: int) 
         steps = [
             int(name.split("/")[1])
             for name in bucket.objects("run")
-            if name.startswith("checkpoints/") and name.endswith("/commit_success.txt")
+            if name.startswith("checkpoints/")
+            and name.endswith("/commit_success.txt")
             and name.count("/") == 2
         ]
         if steps and max(steps) > beyond:
@@ -97,6 +99,7 @@ def _wait_for_remote_checkpoint(bucket, process: subprocess.Popen, beyond: int) 
     raise AssertionError("no checkpoint appeared in the bucket")
 
 
+@pytest.mark.slow  # three CLI processes through the emulator (~40 s)
 def test_sigkill_then_resume_from_the_bucket_equals_an_uninterrupted_run(
     gcs_bucket, data_config, tmp_path
 ):
@@ -121,6 +124,8 @@ def test_sigkill_then_resume_from_the_bucket_equals_an_uninterrupted_run(
     assert second.returncode == 0, second.stderr.decode()[-3000:]
     reference = train(config, tmp_path / "reference", progress=False)
     _assert_same_run(remote, tmp_path / "reference")
-    steps = [line["step"] for line in _log((run_dir.run_path(remote) / "metrics.jsonl").read_text())]
+    steps = [
+        line["step"] for line in _log((run_dir.run_path(remote) / "metrics.jsonl").read_text())
+    ]
     assert steps == list(range(2, 65, 2)) or steps == list(range(1, 65))  # none twice, none lost
     assert killed_after < config.num_steps and reference["status"] == "done"

@@ -41,7 +41,9 @@ def is_transient(error: BaseException) -> bool:
     if _status(error) in TRANSIENT_STATUS:
         return True
     names = {cls.__name__ for cls in type(error).__mro__}
-    return bool(names & {"ClientConnectionError", "ServerDisconnectedError", "ChunkedEncodingError"})
+    return bool(
+        names & {"ClientConnectionError", "ServerDisconnectedError", "ChunkedEncodingError"}
+    )
 
 
 def retrying(fn: Callable[..., T], *, wait_s: float = 0.5) -> Callable[..., T]:
