@@ -78,18 +78,27 @@ def test_many_threads_racing_for_runs_on_a_bucket_never_share_one(gcs_bucket) ->
 
 
 def test_processes_racing_on_one_claim_object_have_one_winner(gcs_bucket) -> None:
+    """Each process holds on (alive) until all have tried: a claim of a process that has
+    exited on this host is stale by design, and would rightly be taken over."""
     start = time.time() + 3.0  # every process imports first, then all go at once
     code = (
         "import sys, time; from experiments.claims import ClaimStore; "
         f"s = ClaimStore({gcs_bucket.url()!r}, sys.argv[1]); "
         f"time.sleep(max(0.0, {start} - time.time())); "
-        "print('won' if s.try_claim('contended') else 'lost')"
+        "print('won' if s.try_claim('contended') else 'lost', flush=True); sys.stdin.read()"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, f"p{i}"], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, f"p{i}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for i in range(4)
     ]
-    outcomes = [p.communicate(timeout=60)[0].strip() for p in procs]
+    outcomes = [p.stdout.readline().strip() for p in procs]
+    for p in procs:
+        p.communicate(timeout=60)
     assert sorted(outcomes) == ["lost", "lost", "lost", "won"], outcomes
     winner = f"p{outcomes.index('won')}"
     assert json.loads(gcs_bucket.read("claims", "contended.json"))["worker"] == winner
