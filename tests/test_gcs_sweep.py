@@ -67,6 +67,20 @@ def test_two_workers_on_one_bucket_train_each_run_exactly_once(bucket_sweep) -> 
         assert not [n for n in stored if n.startswith(f"runs/{run_id}/checkpoints/")]
 
 
+def test_status_and_table_read_and_rebuild_a_sweep_in_the_bucket(bucket_sweep, capsys) -> None:
+    from experiments.main import main
+
+    bucket, out, _ = bucket_sweep
+    total = len(read_plan(out)["points"])
+    assert main(["sweep", "status", out]) == 0
+    assert f"{total}/{total} finished ({total} done" in capsys.readouterr().out
+    before = bucket.read("sweep", "results.csv")
+    assert main(["sweep", "table", out]) == 0
+    capsys.readouterr()
+    assert bucket.read("sweep", "results.csv") == before  # rebuilt from the runs: the same
+    assert len(before.decode().splitlines()) == total + 1
+
+
 def _download(url: str, target: Path) -> None:
     import fsspec
 
