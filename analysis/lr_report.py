@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.csv_input import read_table
+from analysis.input_paths import input_path
 from analysis.lr_tuning import LrTuningError, fit_lr_law, picks_by_size, policy_sentence
 from analysis.table_format import Table
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 def results_frame(source: str) -> pd.DataFrame | None:
     """The sweep's full results table (tuning rows included), or None for other sources."""
-    path = Path(source)
+    path = input_path(source)
     csv = path / "results.csv" if path.is_dir() else path
     if not csv.exists() or csv.suffix != ".csv":
         return None

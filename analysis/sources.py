@@ -13,6 +13,7 @@ from analysis.conventions import DEFAULT_CONVENTIONS, Conventions
 from analysis.csv_input import read_table
 from analysis.errors import AnalysisError
 from analysis.examples import load_example
+from analysis.input_paths import input_path
 from analysis.loading import (
     Dataset,
     drop_highest,
@@ -49,7 +50,7 @@ def load(
             return load_example(name, conventions, drop_highest=drop_highest_k)
         ds = load_example(name, conventions)
     else:
-        path = Path(text)
+        path = input_path(text)  # a local path, or gs://... read through fsspec
         if path.is_dir():
             ds = load_sweep_dir(path, conventions, include_tuning, scales)
         elif is_results_beside_curves(path) and not mapping and not run_cols:

@@ -10,7 +10,7 @@
 - `runner`: claim, train (lab.train), record, repeat; exit codes from the runs' states
 - `jobs`: `--jobs k` child workers pinned to cores
 - `claims`: heartbeat claims so no run is trained twice at once
-- `staging`: run directories on gs:// trained in a local copy
+- `staging`: a run directory copied file by file (moved aside on gs://; no training copy)
 - `sweep_dir`: DIR's layout and each run's state (lab.run_dir owns the run's own files)
 - `results`: results.csv, curves.csv and their tables.json (row counts, checksums)
 - `status`: `sweep status` counts, FLOPs and ETA (text or --json)

@@ -6,10 +6,12 @@ the timeout, or at once when its process is on this host and no longer exists (a
 runner restarted on the same machine does not wait). A stale claim is taken over.
 
 Locally, creation is atomic (`os.link` of a complete temp file fails if the claim exists)
-and takeover renames the stale file away first, so exactly one contender wins. On object
-stores (`gs://`) there is no create-if-absent through epath: a claim is written, then read
-back after a settle delay; the last writer wins and the others back off (best effort, and
-`--worker i --workers n` makes contention rare because each worker starts on its own share).
+and takeover renames the stale file away first, so exactly one contender wins. On a bucket
+(`gs://`) every change is conditional on the object's generation (lab.runtime.remote_io):
+a claim is created only if absent (`if_generation_match=0`), a stale one is replaced, a
+heartbeat rewritten and a release deleted only if the object is still the version that was
+read. GCS applies each condition atomically, so exactly one contender wins there too, with
+no settle delay; a loser learns it from the 412 at once.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 import uuid
 from typing import Any
 
+from lab.runtime import remote_io
 from lab.runtime.atomic_io import as_path, is_remote, write_json_atomic
 
 CLAIMS_DIR = "claims"
@@ -48,12 +51,10 @@ class ClaimStore:
         *,
         timeout_s: float = 300.0,
         heartbeat_s: float = 30.0,
-        settle_s: float = 2.0,
     ) -> None:
         self.root = as_path(root) / CLAIMS_DIR
         self.remote = is_remote(root)
         self.worker, self.timeout_s, self.heartbeat_s = worker, timeout_s, heartbeat_s
-        self.settle_s = settle_s
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.held: dict[str, str] = {}  # run_id -> token
         self._lock = threading.Lock()
@@ -65,10 +66,24 @@ class ClaimStore:
         return self.root / f"{run_id}.json"
 
     def read(self, run_id: str) -> dict[str, Any] | None:
+        if self.remote:
+            return self._read_remote(run_id)[0]
         try:
             return json.loads(self.path(run_id).read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
+
+    def _read_remote(self, run_id: str) -> tuple[dict[str, Any] | None, int]:
+        """(the claim or None, its generation; 0 when there is no object)."""
+        found = remote_io.read_versioned(str(self.path(run_id)))
+        if found is None:
+            return None, 0
+        data, generation = found
+        try:
+            claim = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            claim = {}  # not a claim anyone could hold: stale, and replaced conditionally
+        return (claim if isinstance(claim, dict) else {}), generation
 
     def is_live(self, claim: dict[str, Any], now: float | None = None) -> bool:
         """Heartbeat within the timeout, and (same host) its process still exists."""
@@ -92,16 +107,18 @@ class ClaimStore:
     def try_claim(self, run_id: str) -> bool:
         """Take the run if nobody live holds it; True if this worker now owns it."""
         token = uuid.uuid4().hex
+        if self.remote:
+            owned = self._claim_remote(run_id, token)
+            if owned:
+                with self._lock:
+                    self.held[run_id] = token
+            return owned
         existing = self.read(run_id)
         if existing is None and self.path(run_id).exists() and not self.remote:
             return False  # a claim being written right now (never partial locally; be safe)
         if existing is not None and self.is_live(existing):
             return False
-        owned = (
-            self._claim_remote(run_id, token)
-            if self.remote
-            else self._claim_local(run_id, token, existing)
-        )
+        owned = self._claim_local(run_id, token, existing)
         if owned:
             with self._lock:
                 self.held[run_id] = token
@@ -134,15 +151,28 @@ class ClaimStore:
         return True
 
     def _claim_remote(self, run_id: str, token: str) -> bool:
-        self.path(run_id).write_text(json.dumps(self._record(run_id, token)))
-        time.sleep(self.settle_s)
-        current = self.read(run_id)
-        return current is not None and current.get("token") == token
+        """Create the claim if absent, or replace a stale one if it is still the version
+        read (generation preconditions: one winner). A refused write whose object now holds
+        our token was our own write, retried after its reply was lost: we won."""
+        existing, generation = self._read_remote(run_id)
+        if existing and self.is_live(existing):
+            return False
+        path = str(self.path(run_id))
+        data = json.dumps(self._record(run_id, token)).encode()
+        if remote_io.write_if_generation(path, data, generation):
+            return True
+        current, _ = self._read_remote(run_id)
+        return bool(current) and current.get("token") == token
 
     def release(self, run_id: str) -> None:
         """Drop this worker's claim (the run's result, or failure record, now speaks for it)."""
         with self._lock:
             token = self.held.pop(run_id, None)
+        if self.remote:
+            current, generation = self._read_remote(run_id)
+            if token and current and current.get("token") == token:
+                remote_io.delete_if_generation(str(self.path(run_id)), generation)
+            return
         current = self.read(run_id)
         if token and current and current.get("token") == token:
             self.path(run_id).unlink(missing_ok=True)
@@ -152,13 +182,22 @@ class ClaimStore:
         with self._lock:
             held = dict(self.held)
         for run_id, token in held.items():
-            current = self.read(run_id)
+            if self.remote:
+                current, generation = self._read_remote(run_id)
+            else:
+                current, generation = self.read(run_id), 0
             if current is None or current.get("token") != token:
                 with self._lock:
                     self.held.pop(run_id, None)
                 continue
             current["heartbeat"] = time.time()
-            write_json_atomic(self.path(run_id), current)
+            if not self.remote:
+                write_json_atomic(self.path(run_id), current)
+                continue
+            data = json.dumps(current).encode()
+            if not remote_io.write_if_generation(str(self.path(run_id)), data, generation):
+                with self._lock:  # replaced since it was read: taken over, not ours
+                    self.held.pop(run_id, None)
 
     def still_owned(self, run_id: str) -> bool:
         with self._lock:
@@ -191,6 +230,8 @@ class ClaimStore:
             try:
                 claim = json.loads(path.read_text())
             except (FileNotFoundError, json.JSONDecodeError):
+                continue
+            if not isinstance(claim, dict) or "run_id" not in claim:
                 continue
             if self.is_live(claim, now):
                 out[claim["run_id"]] = claim

@@ -25,7 +25,6 @@ from experiments.context import build_grid
 from experiments.grid import Grid, GridPoint
 from experiments.options import RunnerOptions
 from experiments.results import rebuild_tables, update_tables
-from experiments.staging import local_run_dir
 from experiments.sweep_file import SweepError, SweepSpec
 from lab.errors import ConfigError
 from lab.exit_codes import EXIT_FAILED
@@ -277,13 +276,12 @@ def run_one(
             sweep_dir.clear_failure(out, point.run_id)
         sweep_dir.write_point(out, point, spec.flop_convention)
     try:
-        with local_run_dir(sweep_dir.run_path(out, point.run_id)) as run_dir:
-            result = train(
-                point.config,
-                run_dir,
-                progress=options.progress,
-                compilation_cache=options.compilation_cache,
-            )
+        result = train(  # local or gs://: lab writes the run directory where it is
+            point.config,
+            sweep_dir.run_path(out, point.run_id),
+            progress=options.progress,
+            compilation_cache=options.compilation_cache,
+        )
     except ConfigError as error:
         if leader:
             sweep_dir.write_failure(out, point.run_id, str(error), socket.gethostname())

@@ -188,6 +188,12 @@ def move_aside(root: str | os.PathLike, run_id: str) -> Path:
 def last_metrics_step(root: str | os.PathLike, run_id: str) -> int:
     """Steps logged so far by a running run (tail of metrics.jsonl; 0 if none)."""
     path = run_dir.metrics_path(run_path(root, run_id))
+    if is_remote(root):  # an object: stored at the run's last checkpoint (lab.metrics)
+        try:
+            lines = path.read_text().strip().splitlines()[-64:]
+        except (FileNotFoundError, OSError):
+            return 0
+        return _last_step(lines)
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
@@ -196,6 +202,10 @@ def last_metrics_step(root: str | os.PathLike, run_id: str) -> int:
             lines = handle.read().decode(errors="replace").strip().splitlines()
     except (FileNotFoundError, OSError):
         return 0
+    return _last_step(lines)
+
+
+def _last_step(lines: list[str]) -> int:
     for line in reversed(lines):
         try:
             return int(json.loads(line)["step"])

@@ -20,5 +20,6 @@ The core, at the top:
 
 Subpackages: `data` (corpora, tokenizers, streams), `cli` (the info, data, train and sample
 commands), `runtime` (compile cache, compiler options, CPU devices, device peak, platforms,
-atomic IO, disk, provenance). `lab` never imports `experiments` or `analysis`.
+atomic IO, remote IO (retries, GCS preconditions), disk, provenance). `lab` never imports
+`experiments` or `analysis`.
 """

@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from lab.runtime.atomic_io import as_path, is_remote
 from lab.runtime.disk import quiet_no_space_noise
 
 # orbax logs every save at INFO through absl; a sweep of hundreds of runs does not need that.
@@ -24,9 +25,24 @@ logging.getLogger("absl").setLevel(logging.WARNING)
 quiet_no_space_noise("absl", "asyncio")
 
 
+def _directory(directory: str | Path):
+    """An absolute local Path, or an epath for gs:// (orbax then writes through TensorStore
+    straight to the bucket and commits a step with a commit_success file, not a rename)."""
+    return as_path(directory) if is_remote(directory) else Path(directory).absolute()
+
+
 def checkpoint_steps(directory: str | Path) -> list[int]:
     """Steps of the complete checkpoints in `directory` (orbax's committed step folders; a
-    save in progress is a `<step>.orbax-checkpoint-tmp` folder and is not listed)."""
+    save in progress is a `<step>.orbax-checkpoint-tmp` folder locally, a step folder
+    without its commit_success file on gs://, and is not listed)."""
+    if is_remote(directory):
+        manager = ocp.CheckpointManager(
+            _directory(directory), options=ocp.CheckpointManagerOptions(create=False)
+        )
+        try:
+            return sorted(manager.all_steps())
+        finally:
+            manager.close()
     folder = Path(directory)
     if not folder.is_dir():
         return []
@@ -38,7 +54,7 @@ def restore_params(directory: str | Path, step: int, params_like: Any) -> Any:
     state is read), onto the shardings of `params_like` (jax.ShapeDtypeStructs)."""
     item = {"params": params_like}
     manager = ocp.CheckpointManager(
-        Path(directory).absolute(),
+        _directory(directory),
         item_handlers={"state": ocp.PyTreeCheckpointHandler()},
         options=ocp.CheckpointManagerOptions(create=False),
     )
@@ -67,7 +83,7 @@ class RunCheckpoints:
             enable_async_checkpointing=True,
             create=True,
         )
-        self.manager = ocp.CheckpointManager(Path(directory).absolute(), options=options)
+        self.manager = ocp.CheckpointManager(_directory(directory), options=options)
         self._closed = False
 
     def latest_step(self) -> int | None:

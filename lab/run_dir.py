@@ -5,7 +5,9 @@ A directory belongs to one config (by hash): re-running the same config resumes 
 different config is refused instead of silently mixing two runs. `result.json` is written
 last and atomically, so its presence means the run is finished; one that cannot be read (a
 copy cut short, a disk that filled) marks the run `damaged`: unfinished, trained again.
-Paths may be local or `gs://` (etils.epath), as the sweep's run directories are.
+Paths may be local or `gs://` (etils.epath): a run trains straight into a bucket (orbax
+writes the checkpoints there through TensorStore; the JSONL logs, which an object store
+cannot append to, are rewritten whole at each checkpoint, see lab.metrics).
 """
 
 from __future__ import annotations
@@ -14,13 +16,12 @@ import json
 import os
 import shutil
 import warnings
-from pathlib import Path
 from typing import Any
 
 from lab.errors import ConfigError
 from lab.run_config import RunConfig
 from lab.run_status import RunStatus
-from lab.runtime.atomic_io import as_path, read_json, write_json_atomic
+from lab.runtime.atomic_io import as_path, is_remote, read_json, write_json_atomic
 
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
@@ -105,8 +106,15 @@ def _read_record(path, what: str) -> dict[str, Any]:
     return record
 
 
-def claim_run_dir(out: Path, config: RunConfig) -> dict[str, Any] | None:
+def run_path(out: PathLike):
+    """The run directory as a path object: pathlib locally, epath for gs:// (never a local
+    folder named `gs:`)."""
+    return as_path(out)
+
+
+def claim_run_dir(out: PathLike, config: RunConfig) -> dict[str, Any] | None:
     """Create or check `out` for `config`; the finished result if there is one."""
+    out = as_path(out)
     out.mkdir(parents=True, exist_ok=True)
     if is_run_dir(out):
         try:
@@ -187,9 +195,14 @@ def build_result(
     }
 
 
-def write_result(out: Path, result: dict[str, Any]) -> None:
+def write_result(out: PathLike, result: dict[str, Any]) -> None:
     write_json_atomic(result_path(out), result)
 
 
-def remove_checkpoints(out: Path) -> None:
+def remove_checkpoints(out: PathLike) -> None:
+    if is_remote(out):
+        folder = checkpoint_dir(out)
+        if folder.exists():
+            folder.rmtree()
+        return
     shutil.rmtree(checkpoint_dir(out), ignore_errors=True)

@@ -67,7 +67,7 @@ def train(
 ) -> dict[str, Any]:
     """Train (or resume, or just return) the run in `out_dir`; returns its result record."""
     started = time.perf_counter()
-    out = Path(out_dir)
+    out = run_dir.run_path(out_dir)  # pathlib, or epath for gs://
     finished = run_dir.claim_run_dir(out, config)
     if finished is not None:
         return finished
@@ -239,6 +239,7 @@ def train_loop(run: Run, *, progress: bool) -> LoopOutcome:
                 eval_times.append(time.perf_counter() - tic)
             if save_due:
                 tic = time.perf_counter()
+                _sync_logs(run)  # on gs://, the logs reach the bucket before the checkpoint
                 host = _host_state(stream, step, run.earlier_train_seconds, meter)
                 run.checkpoints.save(step, state, host)
                 run.board.flush()  # a resume purges the events after this step, not before
@@ -297,6 +298,13 @@ def finish_run(
     if not config.keep_final_checkpoint and result["status"] == RunStatus.DONE:
         run_dir.remove_checkpoints(run.out)
     return result
+
+
+def _sync_logs(run: Run) -> None:
+    """Store every log line written so far (a no-op locally, where lines are flushed as
+    written; on gs:// one rewrite per log): a committed checkpoint then never lacks a line."""
+    run.metrics.sync()
+    run.evals.sync()
 
 
 def _peak(config: RunConfig) -> tuple[float, str]:

@@ -7,3 +7,20 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest
+from gcs_emulator import Bucket, emulator_environment, running_emulator
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """One GCS emulator on 127.0.0.1 for the session (TensorStore reads its endpoint once
+    per process), with this process and its children pointed at it; see tests/gcs_emulator."""
+    with running_emulator() as url, emulator_environment(url):
+        yield url
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator, request) -> Bucket:
+    """A fresh prefix of the emulator's bucket for one test: gs://lab-bucket/<test>-<id>."""
+    return Bucket.for_test(gcs_emulator, request.node.name)
