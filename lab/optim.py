@@ -1,10 +1,15 @@
-"""AdamW with global-norm clipping and a warmup + cosine schedule that ends with the run.
+"""AdamW with global-norm clipping and a warmup + cosine (or WSD) schedule ending with the run.
 
 Schedule (step = index of the update, 0-based, W = warmup steps, S = total steps):
 - step < W: linear warmup, lr = peak * (step + 1) / (W + 1) (never a wasted zero-lr step);
 - W <= step <= S - 1: cosine from peak at step W to final_lr_fraction * peak at step S - 1
   exactly (Chinchilla: the cosine must end at the run's own budget). W is clamped to S - 2 so
   the last step is always the decayed one; a 1-step run trains at the final lr.
+WSD (`schedule = "wsd"`, K = cooldown_steps(S) = round(cooldown_fraction * S), s = S - K):
+- step < W: the same linear warmup (W clamped to s);
+- W <= step < s: peak exactly (a trunk's state at s is then a length-S run's state at s);
+- s <= step: final + (peak - final) * g(p), p = (step - s + 1) / K in (0, 1], g(p) = 1 - p
+  (linear) or 1 - sqrt(p) (1-sqrt): the last step trains at the final lr.
 Weight decay (decoupled, AdamW) applies to matmul kernels only: not to norm scales (no
 reason to pull a gain towards 0) and not to token/position embeddings (a row only gets
 gradient when its token appears, so decay erodes rare tokens; OLMo 2 drops it for stability).
@@ -36,11 +41,25 @@ from lab.errors import ConfigError
 
 NO_DECAY_MODULES = ("embed", "pos_embed")
 # Settings that only shape the schedule's numbers, which live in the optimizer state.
-SCHEDULE_FIELDS = frozenset({"peak_lr", "warmup_steps", "final_lr_fraction"})
+SCHEDULE_FIELDS = frozenset(
+    {
+        "peak_lr",
+        "warmup_steps",
+        "final_lr_fraction",
+        "schedule",
+        "cooldown_fraction",
+        "cooldown_shape",
+    }
+)
+WSD_CODES = {"linear": 1.0, "1-sqrt": 2.0}  # ScheduleState.wsd; 0 = cosine
 
 
 def warmup_steps(config: OptimizerConfig, total_steps: int) -> int:
-    """Warmup length in steps, clamped so the last step is always on the cosine's end."""
+    """Warmup length in steps, clamped so the last step is always on the cosine's end (WSD:
+    so warmup ends before the cooldown starts)."""
+    if config.schedule == "wsd":
+        decay_start = total_steps - config.cooldown_steps(total_steps)
+        return max(0, min(config.warmup_for(total_steps), decay_start))
     return max(0, min(config.warmup_for(total_steps), total_steps - 2))
 
 
@@ -59,6 +78,9 @@ class ScheduleState(NamedTuple):
     warmup: jax.Array  # f32: W
     decay_span: jax.Array  # f32: max(S - 1 - W, 1)
     total: jax.Array  # f32: S
+    wsd: jax.Array  # f32: 0 cosine, else the WSD cooldown shape (WSD_CODES)
+    decay_start: jax.Array  # f32: WSD's first cooldown step s = S - K (S under cosine)
+    cooldown: jax.Array  # f32: WSD's K (1 under cosine, never read)
 
 
 def schedule_numbers(config: OptimizerConfig, total_steps: int) -> dict[str, float]:
@@ -67,6 +89,8 @@ def schedule_numbers(config: OptimizerConfig, total_steps: int) -> dict[str, flo
         raise ConfigError(f"total_steps must be a positive int, got {total_steps!r}")
     peak, final = config.peak_lr, config.peak_lr * config.final_lr_fraction
     warm = warmup_steps(config, total_steps)
+    wsd = config.schedule == "wsd"
+    cooldown = config.cooldown_steps(total_steps)
     return {
         "peak": peak,
         "final": final,
@@ -74,6 +98,9 @@ def schedule_numbers(config: OptimizerConfig, total_steps: int) -> dict[str, flo
         "warmup": float(warm),
         "decay_span": float(max(total_steps - 1 - warm, 1)),
         "total": float(total_steps),
+        "wsd": WSD_CODES[config.cooldown_shape] if wsd else 0.0,
+        "decay_start": float(total_steps - cooldown),
+        "cooldown": float(max(cooldown, 1)),
     }
 
 
@@ -85,7 +112,12 @@ def schedule_lr(step: Any, numbers: Any) -> jax.Array:
     progress = jnp.clip((step - n["warmup"]) / n["decay_span"], 0.0, 1.0)
     progress = jnp.where(n["total"] == 1, 1.0, progress)  # a 1-step run trains at the final lr
     cos_lr = n["final"] + n["half_span"] * (1.0 + jnp.cos(jnp.pi * progress))
-    return jnp.where(step < n["warmup"], warm_lr, cos_lr)
+    cool = jnp.clip((step - n["decay_start"] + 1.0) / n["cooldown"], 0.0, 1.0)
+    shape = jnp.where(n["wsd"] == WSD_CODES["1-sqrt"], 1.0 - jnp.sqrt(cool), 1.0 - cool)
+    cool_lr = n["final"] + (n["peak"] - n["final"]) * shape
+    wsd_lr = jnp.where(step < n["decay_start"], n["peak"], cool_lr)
+    # cosine runs take cos_lr through the selects unchanged: bitwise what they were
+    return jnp.where(step < n["warmup"], warm_lr, jnp.where(n["wsd"] > 0, wsd_lr, cos_lr))
 
 
 def current_lr(opt_state: Any) -> jax.Array:
