@@ -50,11 +50,12 @@ def branch_grid(spec: SweepSpec, grid: Grid) -> Grid:
             raise SweepError("branch_grid takes the main grid, not tuning runs")
         key = (point.config.model, point.seed, point.config.train_batch_size)
         groups[key].append(point)
-    trunks, branches = [], []
+    trunks, branch_of = [], {}
     for points in groups.values():
         segments, cooled = _trunk_and_branches(points)
         trunks += segments
-        branches += cooled
+        branch_of.update({p.run_id: b for p, b in zip(points, cooled, strict=True)})
+    branches = [branch_of[p.run_id] for p in grid.points]  # in the grid's order
     return Grid(tuple(trunks + branches), grid.dropped)
 
 
