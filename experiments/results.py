@@ -77,6 +77,7 @@ RESULT_COLUMNS = (
     "error",
     "flops_spent",  # FLOPs trained for this row: C, or a branch's cooldown + trunk share
     "start_step",  # a branch's first step (its trunk trained the ones before); 0 otherwise
+    "trunk",  # a branch's trunk: its stable-LR curve in curves.csv has this run_id
 )
 CURVE_COLUMNS = (
     "run_id",
@@ -161,6 +162,7 @@ def result_row(point: dict[str, Any], result: dict[str, Any]) -> dict[str, str]:
         "error": divergence.get("reason"),
         "flops_spent": point.get("flops_spent", point.get("budget_spent")),
         "start_step": point.get("start_step", 0),
+        "trunk": point.get("trunk"),
     }
     return {k: _cell(v) for k, v in row.items()}
 
@@ -183,6 +185,7 @@ def failure_row(point: dict[str, Any], failure: dict[str, Any]) -> dict[str, str
         error=_cell(failure.get("message")),
         flops_spent=_cell(point.get("flops_spent", point.get("budget_spent"))),
         start_step=_cell(point.get("start_step", 0)),
+        trunk=_cell(point.get("trunk")),
     )
     return row
 
