@@ -10,6 +10,7 @@ The core, at the top:
 - `optim`: AdamW and the schedule as optimizer-state data; `train_step`: jitted init/step/eval
 - `step_cache`: a worker's jitted functions kept per shape; `step_meter`: per-step metrics
 - `train`: setup, loop and result of one run (resumable, bitwise); `checkpoint`: orbax
+- `branch`: a run started from another's checkpoint with its own schedule (WSD cooldowns)
 - `run_dir`: the one owner of a run's files; `run_status`: done/diverged/failed/...;
   `metrics`: JSONL logs and the progress bar; `exit_codes`: the CLI's codes
 - `decode`, `sampling`, `completion`: KV-cached generation from a run's checkpoint
