@@ -40,6 +40,7 @@ Output
 - table_format  how numbers and intervals are written
 - plots         the report's figures
 - study         both parameter conventions, E vs true entropy, cost and MFU
+- branching_study  a cosine sweep vs its branching twin: shared losses, seed noise, fits, FLOPs
 - lr_report     the hyperparameter section and its figure
 
 Planning
