@@ -64,17 +64,37 @@ def fit_summary(points: pd.DataFrame, n_boot: int) -> dict[str, object]:
     return out
 
 
-def cost(raw: pd.DataFrame) -> dict[str, float]:
-    """FLOPs spent (sweep convention) and summed job time of a sweep's finished rows."""
-    spent = raw["flops_spent"] if "flops_spent" in raw else raw["budget_spent"]
-    spent = pd.to_numeric(spent, errors="coerce").fillna(
-        pd.to_numeric(raw["budget_spent"], errors="coerce")
+def cost(path: Path) -> dict[str, float]:
+    """FLOPs (sweep convention) and time of a sweep's finished runs, read from its run
+    directories so a branching sweep's trunk segments (no rows of results.csv) count too;
+    the LR-tuning stage apart (it is the same for both)."""
+    out = dict.fromkeys(
+        ("flops_C", "flops_spent", "job_seconds", "tuning_flops", "tuning_seconds"), 0.0
     )
-    return {
-        "flops_C": float(pd.to_numeric(raw["budget_spent"], errors="coerce").sum()),
-        "flops_spent": float(spent.sum()),
-        "job_seconds": float(pd.to_numeric(raw["wall_time_s"], errors="coerce").sum()),
-    }
+    starts, ends = [], []
+    for run in sorted((path / "runs").glob("*")):
+        try:
+            point = json.loads((run / "sweep_point.json").read_text())
+            result = json.loads((run / "result.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+        seconds = float(result.get("timing", {}).get("total_s", 0.0))
+        work = float(point.get("work_flops", point["budget_spent"]))
+        if point.get("tuning"):
+            out["tuning_flops"] += work
+            out["tuning_seconds"] += seconds
+            continue
+        out["flops_spent"] += work
+        out["job_seconds"] += seconds
+        if point.get("role", "run") != "trunk":
+            out["flops_C"] += float(point["budget_spent"])
+        finished = result.get("provenance", {}).get("finished_at")
+        if finished:
+            end = pd.Timestamp(finished).timestamp()
+            starts.append(end - seconds)
+            ends.append(end)
+    out["span_seconds"] = max(ends) - min(starts) if ends else 0.0
+    return out
 
 
 def compare(cosine_dir: Path, branching_dir: Path, n_boot: int = 1000) -> dict[str, object]:
@@ -82,10 +102,7 @@ def compare(cosine_dir: Path, branching_dir: Path, n_boot: int = 1000) -> dict[s
     shared = shared_points(sweeps["cosine"].points, sweeps["branching"].points)
     noise = [d for ds in sweeps.values() for d in seed_spread(ds.points)]
     fits = {name: fit_summary(ds.points, n_boot) for name, ds in sweeps.items()}
-    costs = {}
-    for name, path in (("cosine", cosine_dir), ("branching", branching_dir)):
-        raw = pd.read_csv(path / "results.csv")
-        costs[name] = cost(raw.loc[raw["status"] == "done"])
+    costs = {"cosine": cost(cosine_dir), "branching": cost(branching_dir)}
     a_c, a_b = fits["cosine"]["a"], fits["branching"]["a"]
     ci_c, ci_b = fits["cosine"]["ci"].get("a"), fits["branching"]["ci"].get("a")
     share = costs["branching"]["flops_spent"] / costs["cosine"]["flops_spent"]
@@ -134,10 +151,14 @@ def markdown(doc: dict[str, object]) -> str:
         f"({'met' if v['a_within_tolerance'] else 'NOT met'}: <= {A_TOLERANCE}); each inside "
         f"the other's interval: {'yes' if v['each_a_in_the_other_interval'] else 'NO'}",
         f"- b: {ci('cosine', 'b')} vs {ci('branching', 'b')}",
-        f"- FLOPs spent: {c['branching']['flops_spent']:.3g} vs {c['cosine']['flops_spent']:.3g} "
+        f"- FLOPs trained (tuning apart): {c['branching']['flops_spent']:.3g} vs "
+        f"{c['cosine']['flops_spent']:.3g} "
         f"= {v['flop_share']:.1%} ({'met' if v['flop_share_met'] else 'NOT met'}: <= 50%)",
         f"- job time: {c['branching']['job_seconds'] / 60:.1f} vs "
-        f"{c['cosine']['job_seconds'] / 60:.1f} minutes (summed over runs)",
+        f"{c['cosine']['job_seconds'] / 60:.1f} minutes summed over runs (trunk segments "
+        f"included), first start to last finish {c['branching']['span_seconds'] / 60:.1f} vs "
+        f"{c['cosine']['span_seconds'] / 60:.1f} minutes; the LR-tuning stage apart: "
+        f"{c['branching']['tuning_flops']:.3g} vs {c['cosine']['tuning_flops']:.3g} FLOPs",
         f"- {doc['shared_points']} shared points: loss difference (branching - cosine) mean "
         f"{doc['difference']['mean']:+.4f}, median |d| {doc['difference']['median_abs']:.4f}, "
         f"max |d| {doc['difference']['max_abs']:.4f}; seed noise median |d| "
