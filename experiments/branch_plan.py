@@ -82,11 +82,20 @@ def branch_plan_lines(
     if throughput:
         alone = sum(throughput.run_seconds(p) for p in independent.points)
         ours = trunk_seconds + branch_seconds
+        steps_ours = sum(p.work_steps * throughput.step_seconds(p) for p in branched.points)
+        steps_alone = sum(p.steps * throughput.step_seconds(p) for p in independent.points)
         lines.append(
             f"estimated time on one worker: {format_duration(ours)} (trunks "
             f"{format_duration(trunk_seconds)}, branches {format_duration(branch_seconds)}) vs "
             f"{format_duration(alone)} for one run per point; the longest trunk "
             f"({format_duration(max((sum(work_seconds(p, throughput) or 0.0 for p in parts) for parts in segments.values()), default=0.0))}) "
             "bounds the time with many workers"
+        )
+        lines.append(
+            f"in training steps alone: {format_duration(steps_ours)} vs "
+            f"{format_duration(steps_alone)}; the rest is the measured per-run overhead "
+            f"({throughput.overhead_s:.1f} s, setup and compilation), charged to each of "
+            f"{len(branched.points)} vs {len(independent.points)} runs, though a worker's "
+            "later runs of a shape reuse its compiled step"
         )
     return lines

@@ -21,9 +21,11 @@ from pathlib import Path
 import pytest
 
 from analysis.loading import load_sweep_dir
+from experiments.branch_plan import branch_plan_lines
 from experiments.branching import TRUNK_PREFIX, branch_grid
 from experiments.grid import solve_grid
 from experiments.options import RunnerOptions
+from experiments.plan import fixed_throughput
 from experiments.results import COOLDOWNS_PREFIX, read_csv
 from experiments.runner import run_sweep
 from experiments.sweep_dir import read_plan
@@ -84,6 +86,15 @@ def test_layout_keeps_every_point_and_counts_the_flops(tmp_path) -> None:
     assert branched.spent_flops == pytest.approx(trunk_flops + cooldowns)
     assert sum(p.spent for p in branches) == pytest.approx(trunk_flops + cooldowns)
     assert branched.total_flops == grid.total_flops  # the study's C, as standalone runs
+
+    # `sweep plan`: the trunks with their kept checkpoints, every branch, the FLOPs saved
+    text = "\n".join(branch_plan_lines(spec, grid, branched, fixed_throughput(1e10)))
+    share = branched.spent_flops / grid.total_flops
+    assert f"= {share:.1%} ({1 - share:.1%} saved)" in text and 0.5 < share < 0.8
+    for trunk in {p.trunk for p in trunks}:
+        ends = ", ".join(str(p.steps) for p in trunks if p.trunk == trunk)
+        assert any(trunk in line and line.endswith(ends) for line in text.splitlines())
+    assert all(p.run_id in text for p in branches)
 
 
 def test_branching_needs_a_wsd_schedule_with_a_cooldown(tmp_path) -> None:
