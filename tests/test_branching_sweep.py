@@ -252,3 +252,11 @@ def test_two_workers_share_one_branching_sweep(reference) -> None:
     assert not list((out / "claims").glob("*.json"))
     assert losses(out) == losses(done)
     assert curve_losses(out) == curve_losses(done)
+
+
+def test_ray_executor_refuses_a_branching_sweep_before_starting_ray(tmp_path) -> None:
+    from experiments.ray_executor import run_sweep_ray
+    from lab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not --executor ray yet"):
+        run_sweep_ray(str(branching_sweep(tmp_path)), str(tmp_path / "out"), OPTIONS)
