@@ -51,7 +51,10 @@ SCHEDULE_FIELDS = frozenset(
         "cooldown_shape",
     }
 )
-WSD_CODES = {"linear": 1.0, "1-sqrt": 2.0}  # ScheduleState.wsd; 0 = cosine
+# WSD is told apart by a negative half_span (a cosine's is (peak - final) / 2 >= 0), which
+# names the cooldown shape: the state keeps the six numbers it had before WSD existed, so
+# checkpoints of earlier runs still restore and every step still shares one executable.
+WSD_CODES = {"linear": -1.0, "1-sqrt": -2.0}
 
 
 def warmup_steps(config: OptimizerConfig, total_steps: int) -> int:
@@ -74,13 +77,10 @@ class ScheduleState(NamedTuple):
     count: jax.Array  # int32: updates done
     peak: jax.Array  # f32: peak lr
     final: jax.Array  # f32: lr at the last step
-    half_span: jax.Array  # f32: (peak - final) / 2, rounded once from float64
+    half_span: jax.Array  # f32: cosine (peak - final) / 2 >= 0; WSD its shape, < 0 (WSD_CODES)
     warmup: jax.Array  # f32: W
-    decay_span: jax.Array  # f32: max(S - 1 - W, 1)
+    decay_span: jax.Array  # f32: cosine max(S - 1 - W, 1); WSD the cooldown's K (0: a trunk)
     total: jax.Array  # f32: S
-    wsd: jax.Array  # f32: 0 cosine, else the WSD cooldown shape (WSD_CODES)
-    decay_start: jax.Array  # f32: WSD's first cooldown step s = S - K (S under cosine)
-    cooldown: jax.Array  # f32: WSD's K (1 under cosine, never read)
 
 
 def schedule_numbers(config: OptimizerConfig, total_steps: int) -> dict[str, float]:
@@ -94,13 +94,10 @@ def schedule_numbers(config: OptimizerConfig, total_steps: int) -> dict[str, flo
     return {
         "peak": peak,
         "final": final,
-        "half_span": (peak - final) * 0.5,
+        "half_span": WSD_CODES[config.cooldown_shape] if wsd else (peak - final) * 0.5,
         "warmup": float(warm),
-        "decay_span": float(max(total_steps - 1 - warm, 1)),
+        "decay_span": float(cooldown if wsd else max(total_steps - 1 - warm, 1)),
         "total": float(total_steps),
-        "wsd": WSD_CODES[config.cooldown_shape] if wsd else 0.0,
-        "decay_start": float(total_steps - cooldown),
-        "cooldown": float(max(cooldown, 1)),
     }
 
 
@@ -112,12 +109,13 @@ def schedule_lr(step: Any, numbers: Any) -> jax.Array:
     progress = jnp.clip((step - n["warmup"]) / n["decay_span"], 0.0, 1.0)
     progress = jnp.where(n["total"] == 1, 1.0, progress)  # a 1-step run trains at the final lr
     cos_lr = n["final"] + n["half_span"] * (1.0 + jnp.cos(jnp.pi * progress))
-    cool = jnp.clip((step - n["decay_start"] + 1.0) / n["cooldown"], 0.0, 1.0)
-    shape = jnp.where(n["wsd"] == WSD_CODES["1-sqrt"], 1.0 - jnp.sqrt(cool), 1.0 - cool)
+    decay_start = n["total"] - n["decay_span"]  # WSD: s = S - K
+    cool = jnp.clip((step - decay_start + 1.0) / jnp.maximum(n["decay_span"], 1.0), 0.0, 1.0)
+    shape = jnp.where(n["half_span"] == WSD_CODES["1-sqrt"], 1.0 - jnp.sqrt(cool), 1.0 - cool)
     cool_lr = n["final"] + (n["peak"] - n["final"]) * shape
-    wsd_lr = jnp.where(step < n["decay_start"], n["peak"], cool_lr)
+    wsd_lr = jnp.where(step < decay_start, n["peak"], cool_lr)
     # cosine runs take cos_lr through the selects unchanged: bitwise what they were
-    return jnp.where(step < n["warmup"], warm_lr, jnp.where(n["wsd"] > 0, wsd_lr, cos_lr))
+    return jnp.where(step < n["warmup"], warm_lr, jnp.where(n["half_span"] < 0, wsd_lr, cos_lr))
 
 
 def current_lr(opt_state: Any) -> jax.Array:

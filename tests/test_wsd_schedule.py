@@ -66,7 +66,8 @@ def test_cosine_numbers_unchanged_and_hash_kept() -> None:
     """The cosine default writes no WSD keys (run ids of cosine sweeps stay the same)."""
     config = OptimizerConfig()
     assert "schedule" not in config.to_dict() and "cooldown_fraction" not in config.to_dict()
-    assert schedule_numbers(config, 100)["wsd"] == 0.0
+    assert schedule_numbers(config, 100)["half_span"] == pytest.approx((3e-3 - 3e-4) / 2)
+    assert schedule_numbers(OptimizerConfig(schedule="wsd"), 100)["half_span"] < 0  # WSD's mark
     wsd = OptimizerConfig(schedule="wsd")
     assert wsd.to_dict()["schedule"] == "wsd"
     assert OptimizerConfig.from_dict(wsd.to_dict()) == wsd
