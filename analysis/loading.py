@@ -301,20 +301,19 @@ def drop_highest(ds: Dataset, k: int) -> Dataset:
     return ds
 
 
-def _study_curve_rows(raw: pd.DataFrame, table: pd.DataFrame, points: set[str]) -> pd.Series:
+def _study_curve_rows(raw: pd.DataFrame, points: set[str]) -> pd.Series:
     """Curve rows of the study's runs: a row's source run (`source_run_id`, else its curve's
-    `run_id`) is a point, or the curve is the trunk a point branched from (a branching
-    sweep's stable-LR phase, whose segments are not points themselves)."""
+    `run_id`) is a point. A branching sweep's points are its cooldown branches, whose rows
+    make each size's curve of cooled-down losses at every budget (`cooldowns_<trunk>`); its
+    trunks' stable-LR curves stay in curves.csv but not here: unannealed, they bias the
+    envelope (on the cpu_tiny demo Approach 1 gave a = 0.08 from the trunks alone, 0.12 from
+    both, 0.45 from the cooldowns, against Approach 2's 0.57)."""
     curve = raw["run_id"].astype(str)
-    source = curve
-    if "source_run_id" in raw.columns:
-        given = raw["source_run_id"].astype(str)
-        source = given.where(raw["source_run_id"].notna() & (given != ""), curve)
-    trunks: set[str] = set()
-    if "trunk" in table.columns:
-        mine = table.loc[table["run_id"].astype(str).isin(points), "trunk"]
-        trunks = {str(t) for t in mine.dropna() if str(t)}
-    return source.isin(points) | curve.isin(trunks)
+    if "source_run_id" not in raw.columns:
+        return curve.isin(points)
+    given = raw["source_run_id"].astype(str)
+    source = given.where(raw["source_run_id"].notna() & (given != ""), curve)
+    return source.isin(points)
 
 
 def load_sweep_dir(
@@ -327,9 +326,8 @@ def load_sweep_dir(
     against the sweep's tables.json manifest when it has one."""
     if not (path / RESULTS).exists():
         raise AnalysisError(f"{path} has no {RESULTS}; is it a sweep directory?")
-    table = read_sweep_table(path, RESULTS)
     ds = from_frame(
-        table,
+        read_sweep_table(path, RESULTS),
         conventions,
         source=str(path),
         include_tuning=include_tuning,
@@ -340,7 +338,7 @@ def load_sweep_dir(
     if (path / CURVES).exists():
         raw = read_sweep_table(path, CURVES, allow_empty=True)
         if len(raw):
-            raw = raw.loc[_study_curve_rows(raw, table, set(ds.points["run_id"]))]
+            raw = raw.loc[_study_curve_rows(raw, set(ds.points["run_id"]))]
             warnings: list[str] = []
             curves = _resolve_nc(raw, conventions, None, warnings, scales=scales)
             _extra_columns(raw, curves, None)

@@ -134,18 +134,17 @@ def test_sweep_trains_branches_equal_to_standalone_runs(tmp_path) -> None:
     cooled = [r for r in curves if r["run_id"].startswith(COOLDOWNS_PREFIX)]
     assert sorted(float(r["loss"]) for r in cooled) == sorted(float(r["loss"]) for r in rows)
 
-    # Approach 1's curves (analysis, JAX-free): each trunk's stable phase, and per trunk its
-    # branches' cooled-down losses; the trunk segments are no points of the study
+    # Approach 1's curves (analysis, JAX-free): per trunk, its branches' cooled-down losses;
+    # the trunks' stable-LR curves are in curves.csv, evaluated up to each trunk's end, but
+    # not in the analysis (unannealed), and the trunk segments are no points of the study
     ds = load_sweep_dir(out)
     assert sorted(ds.points["run_id"]) == sorted(r["run_id"] for r in rows)
     trunk_ids = {p["trunk"] for p in plan.values()}
-    assert set(ds.curves["run_id"]) == trunk_ids | {COOLDOWNS_PREFIX + t for t in trunk_ids}
+    assert set(ds.curves["run_id"]) == {COOLDOWNS_PREFIX + t for t in trunk_ids}
     for trunk in trunk_ids:
-        stable = ds.curves.loc[ds.curves["run_id"] == trunk]
-        last = max(
-            p["steps"] for p in plan.values() if p["trunk"] == trunk and p["role"] == "trunk"
-        )
-        assert stable["D"].max() == last * 8 * 16  # evaluated up to the trunk's end
+        stable = [r for r in curves if r["run_id"] == trunk]
+        ends = [p["steps"] for p in plan.values() if p["trunk"] == trunk and p["role"] == "trunk"]
+        assert max(int(r["step"]) for r in stable) == max(ends)
 
     from lab.run_config import RunConfig
 
