@@ -43,6 +43,7 @@ Output
 - study         both parameter conventions, E vs true entropy, cost and MFU
 - convention_fits   Approaches 2 and 3 under every count of C and N
 - sensitivity   the report's convention-sensitivity tables and their reading
+- branching_study  a cosine sweep vs its branching twin: shared losses, seed noise, fits, FLOPs
 - lr_report     the hyperparameter section and its figure
 
 Planning

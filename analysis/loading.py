@@ -314,6 +314,21 @@ def is_results_beside_curves(path: Path) -> bool:
     return path.name == RESULTS and path.is_file() and curves_file(path.parent) is not None
 
 
+def _study_curve_rows(raw: pd.DataFrame, points: set[str]) -> pd.Series:
+    """Curve rows of the study's runs: a row's source run (`source_run_id`, else its curve's
+    `run_id`) is a point. A branching sweep's points are its cooldown branches, whose rows
+    make each size's curve of cooled-down losses at every budget (`cooldowns_<trunk>`); its
+    trunks' stable-LR curves stay in curves.csv but not here: unannealed, they bias the
+    envelope (on the cpu_tiny demo Approach 1 gave a = 0.08 from the trunks alone, 0.12 from
+    both, 0.45 from the cooldowns, against Approach 2's 0.57)."""
+    curve = raw["run_id"].astype(str)
+    if "source_run_id" not in raw.columns:
+        return curve.isin(points)
+    given = raw["source_run_id"].astype(str)
+    source = given.where(raw["source_run_id"].notna() & (given != ""), curve)
+    return source.isin(points)
+
+
 def load_sweep_dir(
     path: Path,
     conventions: Conventions = DEFAULT_CONVENTIONS,
@@ -339,7 +354,7 @@ def load_sweep_dir(
     if curves_name is not None:
         raw = read_sweep_table(path, curves_name, allow_empty=True)
         if len(raw):
-            raw = raw.loc[raw["run_id"].astype(str).isin(set(ds.points["run_id"]))]
+            raw = raw.loc[_study_curve_rows(raw, set(ds.points["run_id"]))]
             warnings: list[str] = []
             curves = _resolve_nc(raw, conventions, None, warnings, scales=scales)
             _extra_columns(raw, curves, None)

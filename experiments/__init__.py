@@ -15,6 +15,8 @@
 - `results`: results.csv, curves.csv and their tables.json (row counts, checksums)
 - `status`: `sweep status` counts, FLOPs and ETA (text or --json)
 - `tuning`: the LR-tuning stage and the law it fits
+- `branching`: trunk segments + cooldown branches of a `strategy = "branching"` sweep;
+  `branch_plan`: their lines in `sweep plan` (trunks, branches, FLOPs saved)
 - `verify`: re-run finished runs and compare (names an edited config.json)
 - `samples`: per budget, the optimal, smallest and largest run complete a prompt
 - `export`: a finished sweep's tables, sweep file and plan into a study data folder

@@ -283,6 +283,11 @@ def _plan(args: argparse.Namespace) -> int:
 
         tuning = tuple(tuning_points(spec, grid))
     print(plan_table(spec, grid, throughput, tuning))
+    if spec.strategy == "branching":
+        from experiments.branch_plan import branch_plan_lines
+        from experiments.branching import branch_grid
+
+        print("\n".join(branch_plan_lines(spec, grid, branch_grid(spec, grid), throughput, tuning)))
     return 0
 
 

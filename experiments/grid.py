@@ -38,6 +38,39 @@ class GridPoint:
     tuning: bool = False  # an LR-tuning run (experiments.tuning), not part of the study
     lr_policy: str = "fixed"  # "fixed", "lr_rule", "tuned", "mup" (or "tuning" for tuning runs)
     lr_law: dict[str, float] | None = None  # the fitted LR_opt(N) a "tuned" run uses
+    # branching sweeps (experiments.branching): "trunk" (a constant-LR trunk's segment) or
+    # "branch" (a cooldown from the trunk); an ordinary run is "run"
+    role: str = "run"
+    parent: str | None = None  # the run whose checkpoint at start_step this one starts from
+    start_step: int = 0
+    trunk: str | None = None  # the trunk a segment or branch belongs to
+    flops_spent: float | None = None  # FLOPs this point costs (sweep convention); None: C
+
+    @property
+    def work_steps(self) -> int:
+        """Steps this run trains itself (a branch starts at its trunk's step)."""
+        return self.steps - self.start_step
+
+    @property
+    def work_detailed_flops(self) -> float:
+        """Detailed FLOPs of the steps this run trains itself: what its time depends on."""
+        if not self.start_step:
+            return self.detailed_flops
+        return self.detailed_flops * self.work_steps / self.steps
+
+    @property
+    def work_flops(self) -> float:
+        """FLOPs (sweep convention) of the steps this run trains itself: a trunk segment's
+        steps, a branch's cooldown, an ordinary run's budget_spent. They sum to a sweep's cost."""
+        if self.role == "trunk" or not self.start_step:
+            return self.spent
+        return self.budget_spent * self.work_steps / self.steps
+
+    @property
+    def spent(self) -> float:
+        """FLOPs (sweep convention) this point costs: a branch's cooldown plus its share of
+        the trunk, a trunk segment's own steps; an ordinary run's budget_spent."""
+        return self.budget_spent if self.flops_spent is None else self.flops_spent
 
     @property
     def model(self) -> ModelConfig:
@@ -88,6 +121,12 @@ class GridPoint:
             "steps": self.steps,
             "batch_size": self.config.batch_size,
             "peak_lr": self.config.peak_lr,
+            "role": self.role,
+            "parent": self.parent,
+            "start_step": self.start_step,
+            "trunk": self.trunk,
+            "flops_spent": self.spent,
+            "work_flops": self.work_flops,
         }
 
 
@@ -111,7 +150,13 @@ class Grid:
 
     @property
     def total_flops(self) -> float:
-        return sum(p.budget_spent for p in self.points)
+        """FLOPs of the study's points (sweep convention), as standalone runs."""
+        return sum(p.budget_spent for p in self.points if p.role != "trunk")
+
+    @property
+    def spent_flops(self) -> float:
+        """FLOPs actually trained (a branching sweep's trunks once, its cooldowns)."""
+        return sum(p.work_flops for p in self.points)
 
 
 def format_number(value: float, digits: int = 2) -> str:

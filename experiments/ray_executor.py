@@ -50,6 +50,11 @@ def run_sweep_ray(
             "--executor ray schedules the whole sweep from one driver; drop --worker/--workers"
         )
     spec, grid = prepare(sweep_path, out, check_memory=False)  # each task checks its memory
+    if spec.strategy == "branching":  # tasks are independent there; branches wait on trunks
+        raise ConfigError(
+            'strategy = "branching" runs with the local runner (--jobs, --worker/--workers), '
+            "not --executor ray yet"
+        )
     dashboard = ray_cluster.connect(address)
     ray = ray_cluster.import_ray()
     try:

@@ -75,6 +75,9 @@ RESULT_COLUMNS = (
     "flax_version",
     "host",
     "error",
+    "flops_spent",  # FLOPs trained for this row: C, or a branch's cooldown + trunk share
+    "start_step",  # a branch's first step (its trunk trained the ones before); 0 otherwise
+    "trunk",  # a branch's trunk: its stable-LR curve in curves.csv has this run_id
 )
 CURVE_COLUMNS = (
     "run_id",
@@ -89,7 +92,9 @@ CURVE_COLUMNS = (
     "fraction",
     "step",
     "seed",
+    "source_run_id",  # the run directory the row comes from (a trunk segment, a branch)
 )
+COOLDOWNS_PREFIX = "cooldowns_"  # a branching sweep: per trunk, its branches' final losses
 
 
 def _cell(value: Any) -> str:
@@ -155,6 +160,9 @@ def result_row(point: dict[str, Any], result: dict[str, Any]) -> dict[str, str]:
         "flax_version": versions.get("flax"),
         "host": prov.get("host"),
         "error": divergence.get("reason"),
+        "flops_spent": point.get("flops_spent", point.get("budget_spent")),
+        "start_step": point.get("start_step", 0),
+        "trunk": point.get("trunk"),
     }
     return {k: _cell(v) for k, v in row.items()}
 
@@ -175,16 +183,32 @@ def failure_row(point: dict[str, Any], failure: dict[str, Any]) -> dict[str, str
         lr_law=_cell(_law_cell(point.get("lr_law"))),
         host=_cell(failure.get("host")),
         error=_cell(failure.get("message")),
+        flops_spent=_cell(point.get("flops_spent", point.get("budget_spent"))),
+        start_step=_cell(point.get("start_step", 0)),
+        trunk=_cell(point.get("trunk")),
     )
     return row
 
 
 def curve_rows(point: dict[str, Any], result: dict[str, Any]) -> list[dict[str, str]]:
-    """curves.csv rows: every held-out eval of the run (D, C at that point of training)."""
+    """curves.csv rows: every held-out eval of the run (D, C at that point of training).
+
+    A branching sweep's trunk segments add their evals to one curve per trunk (the
+    stable-LR phase); a branch adds only its final, cooled-down loss, to its trunk's
+    `cooldowns_` curve: per model size, the annealed loss at each budget (Approach 1)."""
+    role = point.get("role", "run")
+    entries = result.get("eval_curve", [])
+    curve_id = point["run_id"]
+    if role == "trunk":
+        curve_id = point["trunk"]
+    elif role == "branch":
+        curve_id = COOLDOWNS_PREFIX + point["trunk"]
+        entries = [e for e in entries if e["step"] == result["steps"]]
     rows = []
-    for entry in result.get("eval_curve", []):
+    for entry in entries:
         row = {
-            "run_id": point["run_id"],
+            "source_run_id": point["run_id"],
+            "run_id": curve_id,
             "budget": point["budget"],
             "N": result["N"],
             "N_nonemb": result["N_nonemb"],
@@ -212,6 +236,8 @@ def run_rows(run) -> tuple[dict[str, str] | None, list[dict[str, str]]]:
     except run_dir.DamagedRunError:
         return None, []  # unfinished until retrained; `sweep status` names it
     if result is not None:
+        if point.get("role") == "trunk":  # not a point of the study: its curve only
+            return None, curve_rows(point, result)
         return result_row(point, result), curve_rows(point, result)
     failure_path = run / FAILURE_FILE
     if failure_path.exists():
@@ -251,7 +277,7 @@ def rebuild_tables(root: str | os.PathLike) -> tuple[int, int]:
         row, curve = run_rows(run)
         if row is not None:
             results.append(row)
-            curves.extend(curve)
+        curves.extend(curve)
     with _table_lock(root):
         write_tables(root, results, curves)
     return len(results), len(curves)
@@ -263,10 +289,14 @@ def update_tables(root: str | os.PathLike, run_id: str) -> None:
     row, curve = run_rows(run_path(root, run_id))
     with _table_lock(root):
         results = [r for r in read_csv(root / RESULTS_FILE) if r["run_id"] != run_id]
-        curves = [r for r in read_csv(root / CURVES_FILE) if r["run_id"] != run_id]
+        curves = [
+            r
+            for r in read_csv(root / CURVES_FILE)
+            if (r.get("source_run_id") or r["run_id"]) != run_id
+        ]
         if row is not None:
             results.append(row)
-            curves.extend(curve)
+        curves.extend(curve)
         write_tables(root, results, curves)
 
 

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from experiments import sweep_dir
+from experiments import branching, sweep_dir
 from experiments.claims import ClaimStore
 from experiments.context import build_grid
 from experiments.grid import Grid, GridPoint
@@ -78,6 +78,8 @@ def prepare(sweep_path: str, out: str, *, check_memory: bool = True) -> tuple[Sw
     """Adopt the sweep file into DIR, solve the grid on this machine, write DIR/plan.json."""
     spec = sweep_dir.adopt_sweep_file(out, sweep_path)
     grid, _ = build_grid(spec, check_memory=check_memory)
+    if spec.tuning is None:  # with tuning, branches are laid out once the LR law is known
+        grid = branching.branch_grid(spec, grid)
     sweep_dir.write_plan(out, grid, spec)
     return spec, grid
 
@@ -143,15 +145,16 @@ def run_tuning_stage(
         print("tuning runs still running on other workers; rerun to continue", flush=True)
         return None, tuning_grid
     law = tuning.resolve_law(out, list(tuning_grid.points))
-    main = tuning.apply_law(grid, law)
+    main = branching.branch_grid(spec, tuning.apply_law(grid, law))
     sweep_dir.write_plan(out, Grid(tuning_grid.points + main.points, grid.dropped), spec)
     print(f"tuning done: {law.describe()}", flush=True)
     return main, tuning_grid
 
 
 def execution_order(grid: Grid, worker: int, workers: int) -> list[GridPoint]:
-    """Longest runs first; this worker's share (every `workers`-th) before the others'."""
-    by_cost = sorted(grid.points, key=lambda p: (-p.detailed_flops, p.run_id))
+    """Longest runs first (a branching sweep's trunks before all); this worker's share
+    (every `workers`-th) before the others'."""
+    by_cost = sorted(grid.points, key=branching.execution_order_key)
     own = [p for i, p in enumerate(by_cost) if i % workers == worker]
     rest = [p for i, p in enumerate(by_cost) if i % workers != worker]
     return own + rest
@@ -211,6 +214,8 @@ def _choose(
     if not pending:
         return DONE
     for i in pending:
+        if not branching.ready(out, order[i]):  # its trunk has not reached its start yet
+            continue
         if is_finished(out, order[i], options, since) or not claims.try_claim(order[i].run_id):
             continue
         if is_finished(out, order[i], options, since):  # finished between check and claim
@@ -276,9 +281,11 @@ def run_one(
             sweep_dir.clear_failure(out, point.run_id)
         sweep_dir.write_point(out, point, spec.flop_convention)
     try:
-        result = train(  # local or gs://: lab writes the run directory where it is
+        run_dir = sweep_dir.run_path(out, point.run_id)  # local or gs://: lab writes it there
+        branching.seed(out, point, run_dir)  # a trunk segment or branch: from its parent
+        result = train(
             point.config,
-            sweep_dir.run_path(out, point.run_id),
+            run_dir,
             progress=options.progress,
             compilation_cache=options.compilation_cache,
         )

@@ -39,7 +39,8 @@ def sweep_progress(root: str | os.PathLike) -> dict[str, Any]:
     rate_flops = rate_seconds = 0.0
     running: list[dict[str, Any]] = []
     for point in plan["points"]:
-        run_id, cost = point["run_id"], float(point["budget_spent"])
+        run_id = point["run_id"]
+        cost = float(point.get("work_flops", point["budget_spent"]))  # a branch: its cooldown
         flops_total += cost
         state = sweep_dir.run_state(root, run_id)
         if state == RunStatus.DAMAGED:
@@ -54,7 +55,8 @@ def sweep_progress(root: str | os.PathLike) -> dict[str, Any]:
         elif run_id in claims:
             counts["running"] += 1
             step = sweep_dir.last_metrics_step(root, run_id)
-            fraction = min(1.0, step / max(1, int(point["steps"])))
+            start = int(point.get("start_step", 0))
+            fraction = min(1.0, max(0, step - start) / max(1, int(point["steps"]) - start))
             flops_done += cost * fraction
             running.append(
                 {"run_id": run_id, "worker": claims[run_id]["worker"], "fraction": fraction}

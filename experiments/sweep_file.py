@@ -59,7 +59,9 @@ SWEEP_KEYS = (
     "min_steps",
     "max_epochs",
     "expected_minutes",
+    "strategy",
 )
+STRATEGIES = ("independent", "branching")
 
 
 class SweepError(ConfigError):
@@ -88,6 +90,9 @@ class SweepSpec:
     template: dict[str, Any]
     description: str = ""
     expected_minutes: float | None = None
+    # "branching": one constant-LR trunk per size, each point a WSD cooldown branch of it
+    # (experiments.branching); "independent": one run per point
+    strategy: str = "independent"
     tuning: TuningSpec | None = None  # [tuning]: per-size LR sweep before the main runs
     # [resources]: what a run asks Ray for; not part of the sweep's identity (results do
     # not depend on it), so a restarted sweep may ask for other resources
@@ -182,6 +187,14 @@ def parse_sweep(table: Mapping[str, Any], default_name: str = "sweep") -> SweepS
     if params is not None and d_models is not None:
         raise SweepError("[sweep] give either params or d_models (explicit sizes), not both")
     expected = sweep.get("expected_minutes")
+    strategy = sweep.get("strategy", "independent")
+    if strategy not in STRATEGIES:
+        raise SweepError(
+            f"[sweep] strategy {strategy!r} is unknown; use one of {', '.join(STRATEGIES)}"
+        )
+    template = _template(table, max_epochs)
+    if strategy == "branching":
+        _check_branching(template["optimizer"])
     return SweepSpec(
         name=str(sweep.get("name", default_name)),
         budgets=_budgets(sweep),
@@ -198,12 +211,23 @@ def parse_sweep(table: Mapping[str, Any], default_name: str = "sweep") -> SweepS
         extra_seeds=tuple(extra_seeds),
         min_steps=_int(sweep, "min_steps", 100),
         max_epochs=max_epochs,
-        template=_template(table, max_epochs),
+        template=template,
         description=str(sweep.get("description", "")),
         expected_minutes=float(expected) if expected is not None else None,
+        strategy=strategy,
         tuning=parse_tuning(table["tuning"]) if "tuning" in table else None,
         resources=parse_resources(table.get("resources")),
     )
+
+
+def _check_branching(optimizer: Mapping[str, Any]) -> None:
+    """Branches are cooldowns of a constant-LR trunk: the schedule must be WSD with one."""
+    config = OptimizerConfig.from_dict(optimizer)
+    if config.schedule != "wsd" or config.cooldown_fraction <= 0:
+        raise SweepError(
+            'strategy = "branching" needs a WSD schedule with a cooldown: set [optimizer] '
+            'schedule = "wsd" and cooldown_fraction = 0.2 (for example)'
+        )
 
 
 def _budgets(sweep: dict[str, Any]) -> tuple[float, ...]:

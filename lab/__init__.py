@@ -11,6 +11,7 @@ The core, at the top:
 - `step_cache`: a worker's jitted functions kept per shape; `step_meter`: per-step metrics
 - `train`: setup, loop and result of one run (resumable, bitwise); `checkpoint`: orbax
 - `preemption`: SIGTERM and time-based saves, one decision agreed by all processes
+- `branch`: a run started from another's checkpoint with its own schedule (WSD cooldowns)
 - `run_dir`: the one owner of a run's files; `run_status`: done/diverged/failed/...;
   `metrics`: JSONL logs and the progress bar; `tensorboard_log`: the same scalars as
   TensorBoard event files (tensorboardX); `exit_codes`: the CLI's codes

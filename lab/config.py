@@ -22,6 +22,11 @@ MLPS = ("gelu", "swiglu")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 FLOP_CONVENTIONS = ("6N", "6N_nonemb", "causal", "full")
 PARAMETERIZATIONS = ("sp", "mup")
+SCHEDULES = ("cosine", "wsd")
+COOLDOWN_SHAPES = ("linear", "1-sqrt")
+# The WSD settings: left out of OptimizerConfig.to_dict at their defaults, so the hashes (and
+# run ids) of cosine runs stay what they were before the fields existed.
+SCHEDULE_KIND_FIELDS = ("schedule", "cooldown_fraction", "cooldown_shape")
 REMAT_POLICIES = ("none", "full", "save-dots")
 MESH_AXES = ("data", "fsdp", "tensor")  # the one definition; lab.sharding uses it
 # How the step computes, not what: left out of ModelConfig.to_dict at their defaults.
@@ -174,10 +179,13 @@ class ModelConfig(_DictMixin):
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig(_DictMixin):
-    """AdamW with global-norm clipping; linear warmup then cosine to final_lr_fraction*peak.
+    """AdamW with global-norm clipping; linear warmup then cosine to final_lr_fraction*peak,
+    or (schedule = "wsd") warmup, a constant peak, and a cooldown over the last
+    cooldown_fraction of the steps to final_lr_fraction*peak (Hagele et al. 2024).
 
     warmup_steps: an int is a number of steps; a float in [0, 1) is a fraction of the run.
-    clip_norm = 0 disables clipping.
+    clip_norm = 0 disables clipping. cooldown_fraction = 0 under "wsd" never cools down:
+    the constant-LR trunk that cooldown branches start from.
     """
 
     peak_lr: float = 3e-3
@@ -188,9 +196,21 @@ class OptimizerConfig(_DictMixin):
     eps: float = 1e-8
     clip_norm: float = 1.0
     final_lr_fraction: float = 0.1
+    schedule: str = "cosine"
+    cooldown_fraction: float = 0.2
+    cooldown_shape: str = "1-sqrt"
 
     def __post_init__(self) -> None:
         _check_float("peak_lr", self.peak_lr, 0.0, 10.0, open_low=True)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("cooldown_shape", self.cooldown_shape, COOLDOWN_SHAPES)
+        if isinstance(self.cooldown_fraction, bool) or not (
+            isinstance(self.cooldown_fraction, int | float) and 0 <= self.cooldown_fraction < 1
+        ):
+            raise ConfigError(
+                f"cooldown_fraction must be in [0, 1) (0.1-0.2 is usual), got "
+                f"{self.cooldown_fraction!r}"
+            )
         w = self.warmup_steps
         if isinstance(w, bool) or not isinstance(w, int | float):
             raise ConfigError(f"warmup_steps must be an int (steps) or a fraction, got {w!r}")
@@ -213,6 +233,20 @@ class OptimizerConfig(_DictMixin):
         w = self.warmup_steps
         steps = round(w * total_steps) if isinstance(w, float) else w
         return max(0, min(int(steps), total_steps - 1))
+
+    def cooldown_steps(self, total_steps: int) -> int:
+        """WSD: steps in the cooldown (0 for a trunk, else 1..total_steps); 0 under cosine."""
+        if self.schedule != "wsd" or self.cooldown_fraction == 0:
+            return 0
+        return min(total_steps, max(1, round(self.cooldown_fraction * total_steps)))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in SCHEDULE_KIND_FIELDS:
+            if out[name] == defaults[name]:
+                del out[name]
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

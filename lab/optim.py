@@ -1,10 +1,15 @@
-"""AdamW with global-norm clipping and a warmup + cosine schedule that ends with the run.
+"""AdamW with global-norm clipping and a warmup + cosine (or WSD) schedule ending with the run.
 
 Schedule (step = index of the update, 0-based, W = warmup steps, S = total steps):
 - step < W: linear warmup, lr = peak * (step + 1) / (W + 1) (never a wasted zero-lr step);
 - W <= step <= S - 1: cosine from peak at step W to final_lr_fraction * peak at step S - 1
   exactly (Chinchilla: the cosine must end at the run's own budget). W is clamped to S - 2 so
   the last step is always the decayed one; a 1-step run trains at the final lr.
+WSD (`schedule = "wsd"`, K = cooldown_steps(S) = round(cooldown_fraction * S), s = S - K):
+- step < W: the same linear warmup (W clamped to s);
+- W <= step < s: peak exactly (a trunk's state at s is then a length-S run's state at s);
+- s <= step: final + (peak - final) * g(p), p = (step - s + 1) / K in (0, 1], g(p) = 1 - p
+  (linear) or 1 - sqrt(p) (1-sqrt): the last step trains at the final lr.
 Weight decay (decoupled, AdamW) applies to matmul kernels only: not to norm scales (no
 reason to pull a gain towards 0) and not to token/position embeddings (a row only gets
 gradient when its token appears, so decay erodes rare tokens; OLMo 2 drops it for stability).
@@ -36,11 +41,28 @@ from lab.errors import ConfigError
 
 NO_DECAY_MODULES = ("embed", "pos_embed")
 # Settings that only shape the schedule's numbers, which live in the optimizer state.
-SCHEDULE_FIELDS = frozenset({"peak_lr", "warmup_steps", "final_lr_fraction"})
+SCHEDULE_FIELDS = frozenset(
+    {
+        "peak_lr",
+        "warmup_steps",
+        "final_lr_fraction",
+        "schedule",
+        "cooldown_fraction",
+        "cooldown_shape",
+    }
+)
+# WSD is told apart by a negative half_span (a cosine's is (peak - final) / 2 >= 0), which
+# names the cooldown shape: the state keeps the six numbers it had before WSD existed, so
+# checkpoints of earlier runs still restore and every step still shares one executable.
+WSD_CODES = {"linear": -1.0, "1-sqrt": -2.0}
 
 
 def warmup_steps(config: OptimizerConfig, total_steps: int) -> int:
-    """Warmup length in steps, clamped so the last step is always on the cosine's end."""
+    """Warmup length in steps, clamped so the last step is always on the cosine's end (WSD:
+    so warmup ends before the cooldown starts)."""
+    if config.schedule == "wsd":
+        decay_start = total_steps - config.cooldown_steps(total_steps)
+        return max(0, min(config.warmup_for(total_steps), decay_start))
     return max(0, min(config.warmup_for(total_steps), total_steps - 2))
 
 
@@ -55,9 +77,9 @@ class ScheduleState(NamedTuple):
     count: jax.Array  # int32: updates done
     peak: jax.Array  # f32: peak lr
     final: jax.Array  # f32: lr at the last step
-    half_span: jax.Array  # f32: (peak - final) / 2, rounded once from float64
+    half_span: jax.Array  # f32: cosine (peak - final) / 2 >= 0; WSD its shape, < 0 (WSD_CODES)
     warmup: jax.Array  # f32: W
-    decay_span: jax.Array  # f32: max(S - 1 - W, 1)
+    decay_span: jax.Array  # f32: cosine max(S - 1 - W, 1); WSD the cooldown's K (0: a trunk)
     total: jax.Array  # f32: S
 
 
@@ -67,12 +89,14 @@ def schedule_numbers(config: OptimizerConfig, total_steps: int) -> dict[str, flo
         raise ConfigError(f"total_steps must be a positive int, got {total_steps!r}")
     peak, final = config.peak_lr, config.peak_lr * config.final_lr_fraction
     warm = warmup_steps(config, total_steps)
+    wsd = config.schedule == "wsd"
+    cooldown = config.cooldown_steps(total_steps)
     return {
         "peak": peak,
         "final": final,
-        "half_span": (peak - final) * 0.5,
+        "half_span": WSD_CODES[config.cooldown_shape] if wsd else (peak - final) * 0.5,
         "warmup": float(warm),
-        "decay_span": float(max(total_steps - 1 - warm, 1)),
+        "decay_span": float(cooldown if wsd else max(total_steps - 1 - warm, 1)),
         "total": float(total_steps),
     }
 
@@ -85,7 +109,13 @@ def schedule_lr(step: Any, numbers: Any) -> jax.Array:
     progress = jnp.clip((step - n["warmup"]) / n["decay_span"], 0.0, 1.0)
     progress = jnp.where(n["total"] == 1, 1.0, progress)  # a 1-step run trains at the final lr
     cos_lr = n["final"] + n["half_span"] * (1.0 + jnp.cos(jnp.pi * progress))
-    return jnp.where(step < n["warmup"], warm_lr, cos_lr)
+    decay_start = n["total"] - n["decay_span"]  # WSD: s = S - K
+    cool = jnp.clip((step - decay_start + 1.0) / jnp.maximum(n["decay_span"], 1.0), 0.0, 1.0)
+    shape = jnp.where(n["half_span"] == WSD_CODES["1-sqrt"], 1.0 - jnp.sqrt(cool), 1.0 - cool)
+    cool_lr = n["final"] + (n["peak"] - n["final"]) * shape
+    wsd_lr = jnp.where(step < decay_start, n["peak"], cool_lr)
+    # cosine runs take cos_lr through the selects unchanged: bitwise what they were
+    return jnp.where(step < n["warmup"], warm_lr, jnp.where(n["half_span"] < 0, wsd_lr, cos_lr))
 
 
 def current_lr(opt_state: Any) -> jax.Array:

@@ -151,6 +151,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        out["optimizer"] = self.optimizer.to_dict()  # cosine configs hash as before WSD
         out["eval_fractions"] = list(self.eval_fractions)
         return out
 

@@ -22,7 +22,14 @@ from lab.train_step import _init_params_fn
 
 MODEL = ModelConfig(n_layers=1, d_model=32, n_heads=2, d_ff=64, vocab_size=32, ctx=8)
 BASE = OptimizerConfig(peak_lr=1e-2, warmup_steps=3)
-OTHER_VALUES = {"peak_lr": 3e-4, "warmup_steps": 0.25, "final_lr_fraction": 0.5}
+OTHER_VALUES = {
+    "peak_lr": 3e-4,
+    "warmup_steps": 0.25,
+    "final_lr_fraction": 0.5,
+    "schedule": "wsd",
+    "cooldown_fraction": 0.3,
+    "cooldown_shape": "linear",
+}
 
 
 def test_every_setting_outside_the_schedule_is_in_the_key() -> None:

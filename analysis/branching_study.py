@@ -1,0 +1,211 @@
+"""A cosine sweep and its branching twin, side by side: does one trunk per size give the same
+frontier for less compute? (issue 17; `python -m analysis.branching_study COSINE BRANCHING
+--out docs/study/branching`).
+
+- every shared (N, D, seed) point's loss under both, and the differences against seed noise
+  (the spread between seeds of one (N, D) within each sweep);
+- Approach 2's a and b with intervals, tokens per parameter at each budget, and the
+  held-out-largest-budget check, for both;
+- FLOPs spent (a branching row's `flops_spent`; C for a cosine row) and job time.
+The verdict lines restate the issue's targets: a within 0.05 and each inside the other's
+interval; branching at most 50% of the cosine sweep's FLOPs. No JAX here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.approach2 import fit_approach2
+from analysis.holdout import holdout_largest
+from analysis.loading import load_sweep_dir
+
+A_TOLERANCE = 0.05
+FLOP_SHARE_TARGET = 0.5
+
+
+def shared_points(cosine: pd.DataFrame, branching: pd.DataFrame) -> pd.DataFrame:
+    """Rows present in both sweeps (same N, D and seed) with both losses and the difference."""
+    keys = ["N", "D", "seed"]
+    merged = cosine[[*keys, "budget", "loss"]].merge(
+        branching[[*keys, "loss"]], on=keys, suffixes=("_cosine", "_branching")
+    )
+    merged["difference"] = merged["loss_branching"] - merged["loss_cosine"]
+    return merged.sort_values(["budget", "N", "seed"]).reset_index(drop=True)
+
+
+def seed_spread(points: pd.DataFrame) -> list[float]:
+    """|loss difference| between seeds of the same (N, D): what a rerun alone moves."""
+    spreads = []
+    for _, group in points.groupby(["N", "D"]):
+        if len(group) > 1:
+            spreads.append(float(group["loss"].max() - group["loss"].min()))
+    return spreads
+
+
+def fit_summary(points: pd.DataFrame, n_boot: int) -> dict[str, object]:
+    """Approach 2 (a, b, intervals, tokens/param per budget) and the held-out check."""
+    fit = fit_approach2(points, n_boot=n_boot)
+    budgets = sorted(points["budget"].unique())
+    out: dict[str, object] = {
+        "a": fit.a,
+        "b": fit.b,
+        "ci": {k: list(v) for k, v in fit.ci.items()},
+        "tokens_per_param": [fit.tokens_per_param(float(C)) for C in budgets],
+    }
+    try:
+        out["holdout"] = holdout_largest(points)
+    except Exception as error:  # a grid without 3 budgets of 3+ sizes: say so, go on
+        out["holdout"] = {"error": str(error)}
+    return out
+
+
+def cost(path: Path) -> dict[str, float]:
+    """FLOPs (sweep convention) and time of a sweep's finished runs, read from its run
+    directories so a branching sweep's trunk segments (no rows of results.csv) count too;
+    the LR-tuning stage apart (it is the same for both)."""
+    out = dict.fromkeys(
+        ("flops_C", "flops_spent", "job_seconds", "tuning_flops", "tuning_seconds"), 0.0
+    )
+    starts, ends = [], []
+    for run in sorted((path / "runs").glob("*")):
+        try:
+            point = json.loads((run / "sweep_point.json").read_text())
+            result = json.loads((run / "result.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+        seconds = float(result.get("timing", {}).get("total_s", 0.0))
+        work = float(point.get("work_flops", point["budget_spent"]))
+        if point.get("tuning"):
+            out["tuning_flops"] += work
+            out["tuning_seconds"] += seconds
+            continue
+        out["flops_spent"] += work
+        out["job_seconds"] += seconds
+        if point.get("role", "run") != "trunk":
+            out["flops_C"] += float(point["budget_spent"])
+        finished = result.get("provenance", {}).get("finished_at")
+        if finished:
+            end = pd.Timestamp(finished).timestamp()
+            starts.append(end - seconds)
+            ends.append(end)
+    out["span_seconds"] = max(ends) - min(starts) if ends else 0.0
+    return out
+
+
+def compare(cosine_dir: Path, branching_dir: Path, n_boot: int = 1000) -> dict[str, object]:
+    sweeps = {"cosine": load_sweep_dir(cosine_dir), "branching": load_sweep_dir(branching_dir)}
+    shared = shared_points(sweeps["cosine"].points, sweeps["branching"].points)
+    noise = [d for ds in sweeps.values() for d in seed_spread(ds.points)]
+    fits = {name: fit_summary(ds.points, n_boot) for name, ds in sweeps.items()}
+    costs = {"cosine": cost(cosine_dir), "branching": cost(branching_dir)}
+    a_c, a_b = fits["cosine"]["a"], fits["branching"]["a"]
+    ci_c, ci_b = fits["cosine"]["ci"].get("a"), fits["branching"]["ci"].get("a")
+    share = costs["branching"]["flops_spent"] / costs["cosine"]["flops_spent"]
+    return {
+        "shared_points": len(shared),
+        "difference": {
+            "mean": float(shared["difference"].mean()),
+            "median_abs": float(shared["difference"].abs().median()),
+            "max_abs": float(shared["difference"].abs().max()),
+        },
+        "seed_noise": {
+            "pairs": len(noise),
+            "median_abs": float(np.median(noise)) if noise else None,
+        },
+        "fits": fits,
+        "cost": costs,
+        "verdict": {
+            "a_difference": abs(a_c - a_b),
+            "a_within_tolerance": abs(a_c - a_b) <= A_TOLERANCE,
+            "each_a_in_the_other_interval": bool(
+                ci_c and ci_b and ci_b[0] <= a_c <= ci_b[1] and ci_c[0] <= a_b <= ci_c[1]
+            ),
+            "flop_share": share,
+            "flop_share_met": share <= FLOP_SHARE_TARGET,
+        },
+        "_table": shared,
+    }
+
+
+def markdown(doc: dict[str, object]) -> str:
+    """report.md: the verdict, the fits side by side, then every shared point."""
+    v, f, c = doc["verdict"], doc["fits"], doc["cost"]
+
+    def ci(name: str, key: str) -> str:
+        lo_hi = f[name]["ci"].get(key)
+        return (
+            f"{f[name][key]:.3f} [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]"
+            if lo_hi
+            else f"{f[name][key]:.3f}"
+        )
+
+    lines = [
+        "# cpu_study (cosine) vs cpu_study_branching (WSD trunks + cooldown branches)",
+        "",
+        f"- a: {ci('cosine', 'a')} vs {ci('branching', 'a')}; difference {v['a_difference']:.3f} "
+        f"({'met' if v['a_within_tolerance'] else 'NOT met'}: <= {A_TOLERANCE}); each inside "
+        f"the other's interval: {'yes' if v['each_a_in_the_other_interval'] else 'NO'}",
+        f"- b: {ci('cosine', 'b')} vs {ci('branching', 'b')}",
+        f"- FLOPs trained (tuning apart): {c['branching']['flops_spent']:.3g} vs "
+        f"{c['cosine']['flops_spent']:.3g} "
+        f"= {v['flop_share']:.1%} ({'met' if v['flop_share_met'] else 'NOT met'}: <= 50%)",
+        f"- job time: {c['branching']['job_seconds'] / 60:.1f} vs "
+        f"{c['cosine']['job_seconds'] / 60:.1f} minutes summed over runs (trunk segments "
+        f"included), first start to last finish {c['branching']['span_seconds'] / 60:.1f} vs "
+        f"{c['cosine']['span_seconds'] / 60:.1f} minutes; the LR-tuning stage apart: "
+        f"{c['branching']['tuning_flops']:.3g} vs {c['cosine']['tuning_flops']:.3g} FLOPs",
+        f"- {doc['shared_points']} shared points: loss difference (branching - cosine) mean "
+        f"{doc['difference']['mean']:+.4f}, median |d| {doc['difference']['median_abs']:.4f}, "
+        f"max |d| {doc['difference']['max_abs']:.4f}; seed noise median |d| "
+        + (
+            f"{doc['seed_noise']['median_abs']:.4f} over {doc['seed_noise']['pairs']} seed pairs"
+            if doc["seed_noise"]["median_abs"] is not None
+            else "unknown (no seed pairs)"
+        ),
+        "",
+        "| budget | N | D | seed | loss cosine | loss branching | difference |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in doc["_table"].itertuples():
+        lines.append(
+            f"| {row.budget:.3g} | {row.N:,.0f} | {row.D:,.0f} | {row.seed:.0f} | "
+            f"{row.loss_cosine:.4f} | {row.loss_branching:.4f} | {row.difference:+.4f} |"
+        )
+    lines += ["", "| budget | tokens/param cosine | tokens/param branching |", "|---|---|---|"]
+    for tc, tb in zip(
+        f["cosine"]["tokens_per_param"], f["branching"]["tokens_per_param"], strict=False
+    ):
+        lines.append(
+            f"| {tc['C']:.3g} | {tc['value']:.1f} {tc.get('ci', '')} | {tb['value']:.1f} {tb.get('ci', '')} |"
+        )
+    for name in ("cosine", "branching"):
+        lines.append(
+            f"\nheld-out largest budget ({name}): `{json.dumps(f[name]['holdout'], default=float)}`"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.branching_study")
+    parser.add_argument("cosine", type=Path, help="the cosine sweep directory (cpu_study)")
+    parser.add_argument("branching", type=Path, help="its branching twin (cpu_study_branching)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    args = parser.parse_args(argv)
+    doc = compare(args.cosine, args.branching, args.bootstrap)
+    args.out.mkdir(parents=True, exist_ok=True)
+    doc["_table"].to_csv(args.out / "shared_points.csv", index=False, float_format="%.6g")
+    (args.out / "report.md").write_text(markdown(doc))
+    summary = {k: v for k, v in doc.items() if k != "_table"}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    print(markdown(doc).split("\n\n| budget")[0])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
