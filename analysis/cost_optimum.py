@@ -64,7 +64,7 @@ def cost_optimum(
     logN = np.log(points["N"].to_numpy(dtype=float))
     logk = np.log(points["C"].to_numpy(dtype=float)) - logN - np.log(points["D"].to_numpy(float))
     grid = np.linspace(logN.min() - 2, logN.max() + 2, GRID_POINTS)
-    k_grid = log_c_at(logN, logk, grid)
+    k_grid = log_c_at(logN, logk, grid, extend=True)
     C_B = np.asarray(budgets, dtype=float)
     point = _n_opt(param_array(fit.params)[None, :], C_B, grid, k_grid)
     a, _ = loglog_fit(C_B, np.exp(point))
