@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,8 +80,10 @@ def test_group_members_match_their_standalone_runs(tmp_path, data_config):
             rtol=RTOL,
         )
         got, want = lines(tmp_path / f"g{i}"), lines(tmp_path / f"s{i}")
-        assert [x["step"] for x in got] == [x["step"] for x in want] == list(
-            range(1, config.num_steps + 1)
+        assert (
+            [x["step"] for x in got]
+            == [x["step"] for x in want]
+            == list(range(1, config.num_steps + 1))
         )
         np.testing.assert_allclose([x["lr"] for x in got], [x["lr"] for x in want], rtol=1e-7)
         np.testing.assert_allclose([x["loss"] for x in got], [x["loss"] for x in want], rtol=RTOL)
@@ -137,7 +140,7 @@ def test_sigkill_of_a_group_then_resume_equals_the_uninterrupted_group(tmp_path,
             checkpoint_every_steps=4,
         )
         for c in configs
-    ]  # 48, 72 and 96 steps: the kill lands after the shortest member ended
+    ]  # 72, 48 and 96 steps: the kill lands after the shortest member (1) ended
     config_file = tmp_path / "group.json"
     config_file.write_text(json.dumps([c.to_dict() for c in configs]))
     killed = [tmp_path / f"k{i}" for i in range(3)]
@@ -145,13 +148,17 @@ def test_sigkill_of_a_group_then_resume_equals_the_uninterrupted_group(tmp_path,
     env = {**os.environ, "SCALING_LAB_QUIET": "1"}
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
-    while _newest_checkpoint(killed[2]) <= 52:  # past member 0's end (48)
+    while _newest_checkpoint(killed[2]) <= 52:  # past member 1's end (48)
         assert first.poll() is None, first.communicate()[1].decode()[-2000:]
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.02)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    assert (killed[0] / "result.json").exists() and not (killed[2] / "result.json").exists()
+    assert (killed[1] / "result.json").exists() and not (killed[2] / "result.json").exists()
+    # as if killed mid-save: member 0's newest checkpoint never committed, member 2's did
+    newest = _newest_checkpoint(killed[0])
+    shutil.rmtree(killed[0] / "checkpoints" / str(newest))
+    assert _newest_checkpoint(killed[2]) >= newest > _newest_checkpoint(killed[0])
 
     second = subprocess.run(command, env=env, capture_output=True, timeout=300)
     assert second.returncode == 0, second.stderr.decode()[-2000:]
