@@ -11,9 +11,9 @@ computes what its standalone run computes, batched: the schedule is optimizer-st
 (`lab.optim.ScheduleState`), so each member's peak LR, warmup and length ride along in its
 slice of the state. `num_steps` is per run: the loop's trip count is batched, and a batched
 `while_loop` keeps a run's carry unchanged (`select`) once its own count is reached, so a
-member with 0 steps (finished, diverged, or a placeholder) is masked out without a second
-executable. No operation mixes two runs, so a member's numbers do not depend on the others'
-values (they may differ from the standalone run's in the last float bits: the batched
+member given 0 steps is masked out without a second executable (`lab.group_train` splits
+ended members off instead, with `make_take`, so no compute goes to them). No operation
+mixes two runs, so a member's numbers do not depend on the others' values (they may differ from the standalone run's in the last float bits: the batched
 matmuls reduce in another order).
 
 `group_key` says which runs may share a step: everything compiled into it must be equal.
@@ -125,3 +125,12 @@ def make_member(state_shardings: Any):
         return jax.tree.map(lambda leaf: leaf[index], states)
 
     return jax.jit(member, out_shardings=state_shardings)
+
+
+def make_take(state_shardings: Any):
+    """Jitted (states, slots int32 [R']) -> the stacked state of those members only."""
+
+    def take(states: Any, slots: jax.Array) -> Any:
+        return jax.tree.map(lambda leaf: leaf[slots], states)
+
+    return jax.jit(take, out_shardings=stacked(state_shardings))

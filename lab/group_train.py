@@ -7,18 +7,18 @@ data: peak LR, warmup, final LR, length, seed, eval points, checkpointing. Each 
 what `lab.train.train` gives a run: its own directory (config.json, metrics.jsonl,
 evals.jsonl, checkpoints/, result.json), its own data stream and eval set, its own schedule
 in its slice of the optimizer state, and its own end: a member that reaches its last step
-(or diverges) is finished there, its result.json written, and masked out of the step (its
-count of steps is 0) while the others go on. Its checkpoints are its standalone run's
-(same state layout): a member could resume alone.
+(or diverges) is finished there, its result.json written, and the others go on. Its
+checkpoints are its standalone run's (same state layout): a member could resume alone.
 
 All members train in lockstep, so they stand at one step; they checkpoint together (at the
-union of their checkpoint steps, by the shortest time interval, and at preemption). A group
-killed mid-save may leave a newer checkpoint in some members than in others: the next call
-rewinds every member to the newest step they all hold (deleting the newer ones) and replays
-from there, which ends bitwise where an uninterrupted group ends, since the step's numbers
-for a member depend only on that member's own data. A finished member stays in the step as
-a masked placeholder, so the group's shape, and with it every member's numbers, never
-change. Chunks end at the union of the members' eval, checkpoint and last steps.
+union of their checkpoint steps, by the shortest time interval, and at preemption). A member
+that ends is split off: the others go on in a step of one run fewer (no compute spent on
+finished runs). A group killed mid-save may leave a newer checkpoint in some members than in
+others: the next call rewinds every member to the newest step they all hold (deleting the
+newer ones) and replays from there. Which members train together at a step is a function of
+the configs alone (the unfinished ones), and a member's numbers depend only on its own data
+and the group's size, so the resumed group ends bitwise where an uninterrupted one ends.
+Chunks end at the union of the members' eval, checkpoint and last steps.
 
 result.json is the standalone run's record (the same tokens, LRs, eval points; losses within
 float-reduction tolerance) plus `provenance.group`; its timing and throughput are the
@@ -46,6 +46,7 @@ from lab.group_step import (
     make_group_step,
     make_member,
     make_stack,
+    make_take,
     stacked,
 )
 from lab.metrics import Progress, show_progress
@@ -112,8 +113,13 @@ def train_group(
     progress: bool | None = None,
     compilation_cache: str | None = "default",
     devices: list[Any] | None = None,
+    record: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train (or resume, or just return) every member; their result records, in order."""
+    """Train (or resume, or just return) every member; their result records, in order.
+
+    `record`: what the caller adds to each member's `provenance.group` (the sweep runner:
+    run ids and the grouping threshold), so `sweep verify` can re-run the group.
+    """
     started = time.perf_counter()
     check_group(configs, out_dirs)
     outs = [Path(d) for d in out_dirs]
@@ -137,7 +143,7 @@ def train_group(
     setup_seconds = time.perf_counter() - started
     show = show_progress() if progress is None else progress
     members = [_member(i, runs[i]) for i in pending]
-    group = _GroupState(configs, runs, members)
+    group = _GroupState(configs, members, record or {})
     with disk_errors(outs[pending[0]]):
         try:
             for index, result in _group_loop(group, steps.pop(), show):
@@ -160,10 +166,11 @@ def _member(index: int, run: Run) -> Member:
 
 
 class _GroupState:
-    """The stacked state and the jitted functions of the group (built from member 0's run)."""
+    """The stacked state of the members still training (slot = position in `active`) and
+    the group's jitted functions, built from the first member's run."""
 
     def __init__(
-        self, configs: Sequence[RunConfig], runs: dict[int, Run], members: list[Member]
+        self, configs: Sequence[RunConfig], members: list[Member], record: dict[str, Any]
     ) -> None:
         first = members[0].run
         config = first.config
@@ -171,7 +178,8 @@ class _GroupState:
         optimizer, _ = make_optimizer(optimizer_config, config.num_steps, config.model)
         shardings = state_shardings(config.model, optimizer, first.mesh)
         self.size = len(configs)
-        self.runs = runs
+        self.record = record
+        self.runs = {m.index: m.run for m in members}
         self.config_hashes = [c.config_hash() for c in configs]
         self.steps_per_call = config.steps_per_call
         self.slots = group_steps_per_call(config.steps_per_call)
@@ -179,25 +187,33 @@ class _GroupState:
             config.model, optimizer, first.mesh, shardings, config.steps_per_call
         )
         self.member_fn = make_member(shardings)
+        self.take_fn = make_take(shardings)
         self.batch_sharding = stacked(batch_sharding(first.mesh, 3))
         self.batch_shape = (self.slots, config.train_batch_size, config.model.ctx + 1)
-        # a finished member's slot holds a copy of a live member's state, masked out
-        self.state = make_stack(shardings)(
-            *(runs[i].state if i in runs else first.state for i in range(self.size))
-        )
-        for run in runs.values():
-            run.state = None  # the stacked copy is the one state now
-        self.active = members
+        self.state = make_stack(shardings)(*(m.run.state for m in members))
+        for m in members:
+            m.run.state = None  # the stacked copy is the one state now
+        self.active = list(members)
 
-    def member_state(self, index: int) -> Any:
-        return self.member_fn(self.state, np.int32(index))
+    def slot(self, m: Member) -> int:
+        return self.active.index(m)
+
+    def member_state(self, m: Member) -> Any:
+        return self.member_fn(self.state, np.int32(self.slot(m)))
+
+    def split_off(self, m: Member) -> None:
+        """Drop an ended member from the stack: the others go on in a smaller step."""
+        keep = np.array([i for i, other in enumerate(self.active) if other is not m], np.int32)
+        self.active.remove(m)
+        if self.active:
+            self.state = self.take_fn(self.state, keep)
 
 
 def _group_loop(group: _GroupState, step: int, show: bool):
     """Train until every member is finished; yield (index, LoopOutcome) as each one ends."""
     for m in list(group.active):  # resumed at its last step: only result.json was missing
         if step >= m.run.config.num_steps:
-            group.active.remove(m)
+            group.split_off(m)
             yield m.index, LoopOutcome(step, None, [], m.meter, [], 0.0)
     total = max((m.run.config.num_steps for m in group.active), default=step)
     bar = Progress(total, step, f"group of {group.size}", show and bool(group.active))
@@ -206,19 +222,18 @@ def _group_loop(group: _GroupState, step: int, show: bool):
         while group.active:
             ends = sorted(set().union(*(m.boundaries for m in group.active)))
             k = chunk_size(step, ends, group.steps_per_call)
-            counts = np.zeros(group.size, np.int32)
-            batches = np.zeros((group.size, *group.batch_shape), np.int32)
-            for m in group.active:
-                counts[m.index] = k
-                batches[m.index] = padded(m.run.stream.next_batches(k), group.slots)
+            size = len(group.active)
+            batches = np.zeros((size, *group.batch_shape), np.int32)
+            for slot, m in enumerate(group.active):
+                batches[slot] = padded(m.run.stream.next_batches(k), group.slots)
             group.state, metrics = group.step_fn(
-                group.state, jax.device_put(batches, group.batch_sharding), counts
+                group.state,
+                jax.device_put(batches, group.batch_sharding),
+                np.full(size, k, np.int32),
             )
             diverged = {m.index: m.meter.flush() for m in group.active}  # the previous chunk
-            for m in group.active:
-                m.meter.dispatched(
-                    step, k, {name: value[m.index] for name, value in metrics.items()}
-                )
+            for slot, m in enumerate(group.active):
+                m.meter.dispatched(step, k, {name: value[slot] for name, value in metrics.items()})
             step += k
             every = min(m.run.config.checkpoint_every_seconds for m in group.active)
             save_due = (
@@ -231,12 +246,11 @@ def _group_loop(group: _GroupState, step: int, show: bool):
                 )
             )
             for m in list(group.active):
-                config = m.run.config
-                pause = save_due or step in config.eval_steps()
+                pause = save_due or step in m.run.config.eval_steps()
                 if diverged[m.index] is None and pause:
                     diverged[m.index] = m.meter.flush()
                 if diverged[m.index] is not None:
-                    group.active.remove(m)
+                    group.split_off(m)
                     yield m.index, _outcome(m, step, diverged[m.index])
             if not group.active:
                 break
@@ -244,25 +258,26 @@ def _group_loop(group: _GroupState, step: int, show: bool):
             for m in group.active:
                 if step in m.run.config.eval_steps():
                     tic = time.perf_counter()
-                    params = group.member_state(m.index).params
+                    run = m.run
+                    params = group.member_state(m).params
                     point = evaluate(
-                        m.run.functions.eval_stack, params, m.run.eval_set, step, m.run.config
+                        run.functions.eval_stack, params, run.eval_set, step, run.config
                     )
                     m.evals.append(point)
-                    m.run.evals.write(point)
+                    run.evals.write(point)
                     m.eval_times.append(time.perf_counter() - tic)
             if save_due:
                 for m in group.active:
                     tic = time.perf_counter()
                     host = host_state(m.run.stream, step, m.run.earlier_train_seconds, m.meter)
-                    m.run.checkpoints.save(step, group.member_state(m.index), host)
+                    m.run.checkpoints.save(step, group.member_state(m), host)
                     m.checkpoint_seconds += time.perf_counter() - tic
                 last_save = time.monotonic()
             for m in list(group.active):
                 if save_due or step in m.run.config.eval_steps():
                     m.meter.paused()
                 if step == m.run.config.num_steps:
-                    group.active.remove(m)
+                    group.split_off(m)
                     yield m.index, _outcome(m, step, None)
             if preempted.raised and group.active:
                 for m in group.active:
@@ -290,6 +305,7 @@ def _finished(
         "size": group.size,
         "members": group.config_hashes,
         "steps_per_call": group.slots,
+        **group.record,
     }
     if run.is_writer:
         run_dir.write_result(run.out, result)
