@@ -269,6 +269,9 @@ def _plan(args: argparse.Namespace) -> int:
 
         tuning = tuple(tuning_points(spec, grid))
     print(plan_table(spec, grid, throughput, tuning))
+    from experiments.grouping import plan_lines, total_devices
+
+    print("\n".join(plan_lines(spec.packing, [*tuning, *grid.points], total_devices())))
     return 0
 
 
