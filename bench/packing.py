@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -223,7 +224,7 @@ def study_projection(threshold: float, speedup: float) -> dict[str, Any]:
         (n0, m0), *_ = STUDY_MFU
         if n <= n0:
             return m0
-        for (a, ma), (b, mb) in zip(STUDY_MFU, STUDY_MFU[1:], strict=False):
+        for (a, ma), (b, mb) in itertools.pairwise(STUDY_MFU):
             if n <= b:
                 x = (math.log(n) - math.log(a)) / (math.log(b) - math.log(a))
                 return ma + x * (mb - ma)

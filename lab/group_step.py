@@ -3,18 +3,17 @@
     step = make_group_step(model, optimizer, mesh, shardings, steps_per_call=k)
     states, metrics = step(states, batches, num_steps)
     # states: a TrainState whose every leaf has a leading run axis R
-    # batches: int32 [R, k, B, ctx+1]; num_steps: int32 [R], 0..k each
-    # metrics: {"loss", "grad_norm", "lr"}: f32 [R, k], 0 past a run's num_steps
+    # batches: int32 [R, k, B, ctx+1]; num_steps: int32, 1..k, the same for every run
+    # metrics: {"loss", "grad_norm", "lr"}: f32 [R, k], 0 past num_steps
 
 The step vmapped is exactly `lab.train_step.train_step_body`'s on-device loop, so a member
 computes what its standalone run computes, batched: the schedule is optimizer-state data
 (`lab.optim.ScheduleState`), so each member's peak LR, warmup and length ride along in its
-slice of the state. `num_steps` is per run: the loop's trip count is batched, and a batched
-`while_loop` keeps a run's carry unchanged (`select`) once its own count is reached, so a
-member given 0 steps is masked out without a second executable (`lab.group_train` splits
-ended members off instead, with `make_take`, so no compute goes to them). No operation
-mixes two runs, so a member's numbers do not depend on the others' values (they may differ from the standalone run's in the last float bits: the batched
-matmuls reduce in another order).
+slice of the state. The members train in lockstep (one trip count; a member that ends is
+split off by `lab.group_train` with `make_take`, so no compute goes to finished runs). No
+operation mixes two runs, so a member's numbers do not depend on the others' values (they
+may differ from the standalone run's in the last float bits: the batched matmuls reduce in
+another order).
 
 `group_key` says which runs may share a step: everything compiled into it must be equal.
 """
@@ -92,15 +91,15 @@ def make_group_step(
     state_shardings: Any,
     steps_per_call: int,
 ):
-    """Jitted (states [R, ...], batches [R, k, B, T+1], num_steps [R]) -> (states, metrics)."""
+    """Jitted (states [R, ...], batches [R, k, B, T+1], num_steps) -> (states, metrics)."""
     k = group_steps_per_call(steps_per_call)
     body, (batch_sharding, count_sharding) = train_step_body(
         model, optimizer, mesh, state_shardings, k
     )
     states = stacked(state_shardings)
     return jax.jit(
-        sharding.with_activation_rules(jax.vmap(body), mesh),
-        in_shardings=(states, stacked(batch_sharding), stacked(count_sharding)),
+        sharding.with_activation_rules(jax.vmap(body, in_axes=(0, 0, None)), mesh),
+        in_shardings=(states, stacked(batch_sharding), count_sharding),
         out_shardings=(states, sharding.replicated(mesh)),
         donate_argnums=0,
         compiler_options=step_compiler_options(mesh.devices.flat[0].platform),

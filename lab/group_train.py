@@ -229,7 +229,7 @@ def _group_loop(group: _GroupState, step: int, show: bool):
             group.state, metrics = group.step_fn(
                 group.state,
                 jax.device_put(batches, group.batch_sharding),
-                np.full(size, k, np.int32),
+                np.int32(k),
             )
             diverged = {m.index: m.meter.flush() for m in group.active}  # the previous chunk
             for slot, m in enumerate(group.active):
