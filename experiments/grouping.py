@@ -11,10 +11,12 @@ verify`'s side of both.
                               # table {"1e5" = 2, "1e6" = 4}: a run of N <= key gets that many
     params_per_device = 2.5e5 # the rule: N / params_per_device devices, up to a power of two
 
-Grouping helps while a model is too small to keep a core's matmul units busy; the threshold
-is MEASURED by `bench/packing.py` (bench/results/packing.json: grouped vs one-by-one step
-throughput per size on this CPU) and recorded, with its source, in every member's
-`provenance.group`. A group's members are claimed together by one worker; `sweep verify`
+Grouping helps where a model is too small to keep the hardware busy; the "auto" threshold is
+MEASURED by `bench/packing.py` (bench/results/packing.json: grouped vs one-by-one wall time
+per size) and recorded, with its source, in every member's `provenance.group`. On this
+project's 2-core CPU grouping never helped (XLA:CPU's batched backward is slower than the
+runs one by one), so "auto" groups nothing there; set `group_max_params` from the bench on
+an accelerator host, or `group = "always"`. A group's members are claimed together by one worker; `sweep verify`
 re-runs a grouped run's whole group the way it was trained, so it matches bitwise.
 """
 

@@ -46,8 +46,8 @@ def test_the_runner_groups_runs_of_one_shape_and_verify_rebuilds_the_group(tmp_p
         assert len({points[r]["N"] for r in run_ids}) == 1  # one shape per group
         for run_id, group in members:
             assert group["run_ids"][group["index"]] == run_id
-            assert group["threshold_params"] == MEASURED_GROUP_MAX_PARAMS
-            assert group["threshold_source"] == MEASURED_SOURCE
+            assert group["threshold_params"] is None  # no limit: "always"
+            assert group["threshold_source"] == "[packing] group = always"
     # members of one group differ in length (budgets) or seed: each its own run
     run_ids = next(iter(groups))
     results = [sweep_dir.read_result(out, r) for r in run_ids]
@@ -58,6 +58,13 @@ def test_the_runner_groups_runs_of_one_shape_and_verify_rebuilds_the_group(tmp_p
     assert check.max_curve_diff == 0.0
     assert sorted(p.name for p in (out / "verify" / f"{run_ids[-1]}.group").iterdir()) == sorted(
         run_ids
+    )
+
+
+def test_the_measured_threshold_groups_nothing_on_this_cpu():
+    spec = parse_packing(None)
+    assert (
+        spec.threshold() == (MEASURED_GROUP_MAX_PARAMS, MEASURED_SOURCE) == (0.0, MEASURED_SOURCE)
     )
 
 
@@ -81,13 +88,14 @@ def test_sweep_plan_shows_the_groups_and_the_devices(tmp_path):
     sweep_file = tmp_path / "micro.toml"
     sweep_file.write_text(
         MICRO + '\n[packing]\ndevices_per_run = "rule"\nparams_per_device = 1e3\n'
+        "group_max_params = 1e5\n"
     )
     spec = load_sweep(sweep_file)
     grid, _ = build_grid(spec, check_memory=False)
     text = "\n".join(plan_lines(spec.packing, list(grid.points), total_devices=8))
     n_small, n_large = sorted({p.N for p in grid.points})
     runs = {n: sum(p.N == n for p in grid.points) for n in (n_small, n_large)}
-    assert f"N <= {MEASURED_GROUP_MAX_PARAMS:.3g}" in text
+    assert "N <= 1e+05, from [packing] group_max_params" in text
     lines = text.splitlines()
     for n in (n_small, n_large):
         devices = 1
