@@ -10,6 +10,8 @@ The core, at the top:
 - `optim`: AdamW and the schedule as optimizer-state data; `train_step`: jitted init/step/eval
 - `step_cache`: a worker's jitted functions kept per shape; `step_meter`: per-step metrics
 - `train`: setup, loop and result of one run (resumable, bitwise); `checkpoint`: orbax
+- `group_step`, `group_train`: runs of one shape trained by one vmapped step, each its own run
+- `packing`: the devices split into sub-meshes, a small run training on each at once
 - `run_dir`: the one owner of a run's files; `run_status`: done/diverged/failed/...;
   `metrics`: JSONL logs and the progress bar; `exit_codes`: the CLI's codes
 - `decode`, `sampling`, `completion`: KV-cached generation from a run's checkpoint
