@@ -14,7 +14,8 @@ child_env`), pinned only on a quiet host (`should_pin`), each with half the runs
 first, greedy by FLOPs, as claims hand them out); "grouped" is the same two children, each
 training its half as groups of one shape (`group_key`, N <= the threshold, at most 8 runs).
 
-Reported per way: wall time, model FLOPs (the runs' `C_detailed`, causal attention) and MFU =
+Each way runs `--rounds` times (default 2), the order reversed every other round; reported
+per way: the mean wall time (and each round's), model FLOPs (the runs' `C_detailed`, causal attention) and MFU =
 FLOPs / (wall x machine peak), the peak measured in this session by the lab's matmul probe
 on both cores (before and after; the best reading), also against the idle peak recorded in
 bench/results/throughput_cpu.json. The threshold part trains 5 runs of one shape for each of
@@ -255,7 +256,10 @@ def main() -> None:
     parser.add_argument("--main-scale", type=float, default=64.0)
     parser.add_argument("--threshold-sizes", default="2e4,1e5,2.5e5,6.6e5")
     parser.add_argument("--threshold-steps", type=int, default=96)
-    parser.add_argument("--ways", default="sequential,jobs2,grouped")
+    parser.add_argument("--ways", default="sequential,jobs2,grouped,grouped_all")
+    parser.add_argument("--threshold-from", help="a packing.json whose threshold rows to reuse")
+    parser.add_argument("--rounds", type=int, default=2, help="each way this many times")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "packing.json"))
     parser.add_argument(
         "--group-max-params", type=float, help="group up to this N (default: the measured one)"
     )
@@ -278,7 +282,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         sizes = [float(s) for s in args.threshold_sizes.split(",") if s]
-        rows = threshold_sizes(sizes, args.threshold_steps, tmp, jobs_env)
+        if args.threshold_from:  # rows measured earlier (their session's load is in that file)
+            rows = json.loads(Path(args.threshold_from).read_text())["threshold"]["sizes"]
+        else:
+            rows = threshold_sizes(sizes, args.threshold_steps, tmp, jobs_env)
         helps = [r["N"] for r in rows if r["wall_speedup"] >= 1.1]
         threshold = max(helps, default=0.0)
         report["threshold"] = {
@@ -302,12 +309,21 @@ def main() -> None:
             "sequential": ([[[r] for r in runs]], os.environ.copy(), False),
             "jobs2": (split([[r] for r in runs], 2), jobs_env, pin),
             "grouped": (split(groups_of(runs, group_threshold), 2), jobs_env, pin),
+            # every run of one shape grouped, whatever the threshold says
+            "grouped_all": (split(groups_of(runs, math.inf), 2), jobs_env, pin),
         }
-        for name in args.ways.split(","):
-            shares, env, pinned = plans[name]
-            print(f"way {name}: {sum(len(s) for s in shares)} units", flush=True)
-            ways[name] = run_way(name, shares, env, pinned, tmp)
-            print(f"  {ways[name]['wall_s']:.1f} s", flush=True)
+        names = args.ways.split(",")
+        walls: dict[str, list[float]] = {name: [] for name in names}
+        for round_index in range(args.rounds):  # reversed every other round: no way always first
+            for name in names if round_index % 2 == 0 else names[::-1]:
+                shares, env, pinned = plans[name]
+                print(f"round {round_index} way {name}", flush=True)
+                way = run_way(f"{name}{round_index}", shares, env, pinned, tmp)
+                walls[name].append(way["wall_s"])
+                print(f"  {way['wall_s']:.1f} s", flush=True)
+                ways[name] = {**way, "wall_s_rounds": walls[name]}
+        for name in names:
+            ways[name]["wall_s"] = sum(walls[name]) / len(walls[name])
     peak_after = peak_reading()
     peak = max(peak_before, peak_after)
     idle = json.loads((ROOT / "bench/results/throughput_cpu.json").read_text())
@@ -327,11 +343,17 @@ def main() -> None:
             "ways": ways,
         }
     )
-    if "grouped" in ways and "jobs2" in ways:
-        ratio = ways["jobs2"]["wall_s"] / ways["grouped"]["wall_s"]
-        report["grouped_vs_jobs2_throughput"] = ratio
-        report["cpu_study_projection"] = study_projection(group_threshold, ratio)
-    out = ROOT / "bench" / "results" / "packing.json"
+    if "jobs2" in ways:
+        for name in ("grouped", "grouped_all", "sequential"):
+            if name in ways:
+                report[f"{name}_vs_jobs2_throughput"] = (
+                    ways["jobs2"]["wall_s"] / ways[name]["wall_s"]
+                )
+    if "grouped_all_vs_jobs2_throughput" in report:
+        # what cpu_study would gain if every run of the bench's sizes (< 1e5) were grouped
+        ratio = report["grouped_all_vs_jobs2_throughput"]
+        report["cpu_study_projection"] = study_projection(1e5, ratio)
+    out = Path(args.out)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "set"}, indent=2))
 
