@@ -30,7 +30,7 @@ OPTIONS = RunnerOptions(jobs=1, progress=False, compilation_cache=None, heartbea
 @pytest.mark.slow
 def test_the_runner_groups_runs_of_one_shape_and_verify_rebuilds_the_group(tmp_path):
     sweep_file = tmp_path / "micro.toml"
-    sweep_file.write_text(MICRO + "\n[packing]\nmax_group_size = 3\n")
+    sweep_file.write_text(MICRO + '\n[packing]\ngroup = "always"\nmax_group_size = 3\n')
     out = tmp_path / "out"
     report = run_sweep(str(sweep_file), str(out), OPTIONS)
     assert report.exit_code == 0 and len(report.trained) == 6
