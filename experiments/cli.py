@@ -288,6 +288,9 @@ def _plan(args: argparse.Namespace) -> int:
         from experiments.branching import branch_grid
 
         print("\n".join(branch_plan_lines(spec, grid, branch_grid(spec, grid), throughput, tuning)))
+    from experiments.grouping import plan_lines, total_devices
+
+    print("\n".join(plan_lines(spec.packing, [*tuning, *grid.points], total_devices())))
     return 0
 
 

@@ -188,15 +188,26 @@ def worker_loop(out: str, spec: SweepSpec, grid: Grid, options: RunnerOptions) -
             if choice == WAIT:
                 time.sleep(min(options.heartbeat_s, 2.0))
                 continue
-            point = order[choice]
+            points = [order[choice]]
+            if leader and not multi:  # runs of this one's shape, trained with it (grouping)
+                points += [
+                    order[i] for i in _companions(spec, order, choice, claims, options, out, since)
+                ]
             try:
-                run_one(out, spec, point, options, report, since, leader)
+                if len(points) > 1:
+                    from experiments.grouping import run_group
+
+                    run_group(out, spec, points, options, report)
+                else:
+                    run_one(out, spec, points[0], options, report, since, leader)
             finally:
                 if leader:
-                    claims.release(point.run_id)
+                    for point in points:
+                        claims.release(point.run_id)
             if leader:
-                update_tables(out, point.run_id)
-                announce(out, grid, point, name)
+                for point in points:
+                    update_tables(out, point.run_id)
+                    announce(out, grid, point, name)
     finally:
         claims.stop()
     report.skipped = len(grid.points) - len(report.trained) - len(report.failed)
@@ -223,6 +234,26 @@ def _choose(
             continue
         return i
     return WAIT if options.wait else DONE
+
+
+def _companions(
+    spec: SweepSpec,
+    order: list[GridPoint],
+    choice: int,
+    claims: ClaimStore,
+    options: RunnerOptions,
+    out: str,
+    since: float,
+) -> list[int]:
+    from experiments.grouping import claim_companions
+
+    return claim_companions(
+        spec.packing,
+        order,
+        choice,
+        pending=lambda p: not is_finished(out, p, options, since),
+        try_claim=claims.try_claim,
+    )
 
 
 def _process_count() -> int:

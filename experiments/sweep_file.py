@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from experiments.packing_spec import PackingSpec, parse_packing
 from experiments.resources import ResourceSpec, parse_resources
 from experiments.tuning_spec import TuningSpec, parse_tuning
 from lab.config import MeshConfig, ModelConfig, OptimizerConfig
@@ -97,6 +98,8 @@ class SweepSpec:
     # [resources]: what a run asks Ray for; not part of the sweep's identity (results do
     # not depend on it), so a restarted sweep may ask for other resources
     resources: ResourceSpec = dataclasses.field(default=ResourceSpec(), compare=False)
+    # [packing]: grouping and devices per run (experiments.grouping); not identity either
+    packing: PackingSpec = dataclasses.field(default=PackingSpec(), compare=False)
 
     @property
     def counting_convention(self) -> str:
@@ -147,11 +150,12 @@ def resolve_sweep_path(path: str | Path) -> Path:
 def parse_sweep(table: Mapping[str, Any], default_name: str = "sweep") -> SweepSpec:
     """Validate a parsed sweep table into a `SweepSpec`."""
     tables = {"sweep", "run", "model", "optimizer", "data", "mesh", "tuning", "resources"}
+    tables.add("packing")
     unknown = sorted(set(table) - tables)
     if unknown:
         raise SweepError(
             f"unknown table(s) {unknown} in the sweep file; use [sweep], [run], [model], "
-            "[optimizer], [data], [mesh], [tuning], [resources]"
+            "[optimizer], [data], [mesh], [tuning], [resources], [packing]"
         )
     sweep = dict(_table(table, "sweep"))
     bad = sorted(set(sweep) - set(SWEEP_KEYS))
@@ -217,6 +221,7 @@ def parse_sweep(table: Mapping[str, Any], default_name: str = "sweep") -> SweepS
         strategy=strategy,
         tuning=parse_tuning(table["tuning"]) if "tuning" in table else None,
         resources=parse_resources(table.get("resources")),
+        packing=parse_packing(table.get("packing")),
     )
 
 

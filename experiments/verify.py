@@ -65,7 +65,7 @@ def pick_runs(root: str | os.PathLike, k: int) -> list[str]:
 def verify_run(
     root: str | os.PathLike, run_id: str, tolerance: float | None = None
 ) -> Verification:
-    from lab.train import train
+    from experiments.grouping import retrain_as_recorded
 
     path = sweep_dir.run_path(root, run_id)
     recorded = run_dir.read_result(path) or {}
@@ -85,7 +85,7 @@ def verify_run(
         )
     target = as_path(root) / "verify" / run_id
     shutil.rmtree(target, ignore_errors=True)
-    rerun = train(config, target, progress=False)
+    rerun = retrain_as_recorded(root, recorded, config, target)  # a group: the whole group
     prov = recorded.get("provenance", {})
     same_machine = prov.get("host") == socket.gethostname() and prov.get(
         "device_kind"

@@ -12,6 +12,8 @@ The core, at the top:
 - `train`: setup, loop and result of one run (resumable, bitwise); `checkpoint`: orbax
 - `preemption`: SIGTERM and time-based saves, one decision agreed by all processes
 - `branch`: a run started from another's checkpoint with its own schedule (WSD cooldowns)
+- `group_step`, `group_train`: runs of one shape trained by one vmapped step, each its own run
+- `packing`: the devices split into sub-meshes, a small run training on each at once
 - `run_dir`: the one owner of a run's files; `run_status`: done/diverged/failed/...;
   `metrics`: JSONL logs and the progress bar; `tensorboard_log`: the same scalars as
   TensorBoard event files (tensorboardX); `exit_codes`: the CLI's codes

@@ -64,14 +64,18 @@ def train(
     *,
     progress: bool | None = None,
     compilation_cache: str | None = "default",
+    devices: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume, or just return) the run in `out_dir`; returns its result record."""
+    """Train (or resume, or just return) the run in `out_dir`; returns its result record.
+
+    `devices`: the run's mesh spans these (default: all), so several runs can share a host.
+    """
     started = time.perf_counter()
     out = run_dir.run_path(out_dir)  # pathlib, or epath for gs://
     finished = run_dir.claim_run_dir(out, config)
     if finished is not None:
         return finished
-    run = setup_run(config, out, compilation_cache=compilation_cache)
+    run = setup_run(config, out, compilation_cache=compilation_cache, devices=devices)
     setup_seconds = time.perf_counter() - started
     show = show_progress() if progress is None else progress
     with disk_errors(out):
@@ -120,7 +124,13 @@ class LoopOutcome:
     checkpoint_seconds: float
 
 
-def setup_run(config: RunConfig, out: Path, *, compilation_cache: str | None) -> Run:
+def setup_run(
+    config: RunConfig,
+    out: Path,
+    *,
+    compilation_cache: str | None,
+    devices: list[Any] | None = None,
+) -> Run:
     """Check the config against the corpus and devices, build or restore the run's state."""
     compile_cache.enable(compilation_cache)
     corpus = load_corpus(config.data)
@@ -129,7 +139,7 @@ def setup_run(config: RunConfig, out: Path, *, compilation_cache: str | None) ->
             f"model.vocab_size={config.model.vocab_size} is smaller than the tokenizer's "
             f"{corpus.tokenizer.vocab_size} ids; set model.vocab_size = {corpus.tokenizer.vocab_size}"
         )
-    mesh = make_mesh(config.mesh)
+    mesh = make_mesh(config.mesh, devices)
     _check_batch_divides(config, mesh)
     check_fits(estimate_memory(config.model, config.mesh, config.train_batch_size))
 
@@ -380,3 +390,8 @@ def _host_state(stream, step: int, train_seconds: float, meter: StepMeter) -> di
         "step": step,
         "train_seconds": train_seconds + meter.train_seconds,
     }
+
+
+# Public names for lab.group_train, which runs the same per-run pieces for each group member.
+evaluate, host_state, checkpoint_steps, padded = _evaluate, _host_state, _checkpoint_steps, _padded
+PreemptionFlag = _PreemptionFlag

@@ -154,6 +154,27 @@ def make_train_step(
     cuts a chunk short costs no extra compilation).
     grad_norm is the global norm before clipping; lr the (peak-schedule) lr of each update.
     """
+    step, arg_shardings = train_step_body(model, optimizer, mesh, state_shardings, steps_per_call)
+    return jax.jit(
+        sharding.with_activation_rules(step, mesh),
+        in_shardings=(state_shardings, *arg_shardings),
+        out_shardings=(state_shardings, sharding.replicated(mesh)),
+        donate_argnums=0,
+        compiler_options=step_compiler_options(_platform(mesh)),
+    )
+
+
+def train_step_body(
+    model: ModelConfig,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    state_shardings: Any,
+    steps_per_call: int = 1,
+) -> tuple[Any, tuple[Any, ...]]:
+    """(the un-jitted step `make_train_step` compiles, the shardings of its non-state args).
+
+    Public so `lab.group_step` can `jax.vmap` the very same step over a run axis.
+    """
     if isinstance(steps_per_call, bool) or not isinstance(steps_per_call, int):
         raise ConfigError(f"steps_per_call must be an int >= 1, got {steps_per_call!r}")
     if steps_per_call < 1:
@@ -190,13 +211,7 @@ def make_train_step(
         step, arg_shardings = single, (sharding.batch_sharding(mesh, 2),)
     else:
         step, arg_shardings = loop, (sharding.batch_sharding(mesh, 3), sharding.replicated(mesh))
-    return jax.jit(
-        sharding.with_activation_rules(step, mesh),
-        in_shardings=(state_shardings, *arg_shardings),
-        out_shardings=(state_shardings, sharding.replicated(mesh)),
-        donate_argnums=0,
-        compiler_options=step_compiler_options(_platform(mesh)),
-    )
+    return step, arg_shardings
 
 
 def _platform(mesh: Mesh) -> str:
