@@ -70,9 +70,7 @@ def budget_groups(points: pd.DataFrame, max_width_decades: float = 0.1) -> np.nd
     return centers[label]
 
 
-def log_c_at(
-    logN: np.ndarray, logC: np.ndarray, x: np.ndarray, extend: bool = False
-) -> np.ndarray:
+def log_c_at(logN: np.ndarray, logC: np.ndarray, x: np.ndarray, extend: bool = False) -> np.ndarray:
     """log C at log N = x along one budget's runs: piecewise linear through each size's mean
     log C; beyond the end sizes held at their C, or extended linearly if `extend` (nan where
     x is nan).

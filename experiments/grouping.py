@@ -22,7 +22,6 @@ re-runs a grouped run's whole group the way it was trained, so it matches bitwis
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 from collections.abc import Callable
@@ -31,7 +30,6 @@ from typing import Any
 from experiments import sweep_dir
 from experiments.grid import GridPoint, format_number
 from experiments.packing_spec import PackingSpec
-from experiments.staging import local_run_dir
 from lab.errors import ConfigError
 from lab.run_status import RunStatus
 from lab.runtime.atomic_io import as_path
@@ -89,18 +87,13 @@ def run_group(
         "threshold_source": source,
     }
     try:
-        with contextlib.ExitStack() as stack:
-            dirs = [
-                stack.enter_context(local_run_dir(sweep_dir.run_path(out, p.run_id)))
-                for p in points
-            ]
-            results = train_group(
-                [p.config for p in points],
-                dirs,
-                progress=options.progress,
-                compilation_cache=options.compilation_cache,
-                record=record,
-            )
+        results = train_group(  # local or gs://: lab writes each run directory where it is
+            [p.config for p in points],
+            [sweep_dir.run_path(out, p.run_id) for p in points],
+            progress=options.progress,
+            compilation_cache=options.compilation_cache,
+            record=record,
+        )
     except ConfigError as error:
         for point in points:
             sweep_dir.write_failure(out, point.run_id, str(error), socket.gethostname())

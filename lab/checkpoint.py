@@ -10,6 +10,7 @@ lab: training saves and restores here, sampling restores the parameters alone he
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,9 @@ def restore_params(directory: str | Path, step: int, params_like: Any) -> Any:
     return restored["state"]["params"]
 
 
+_THREAD_SAVES = threading.Lock()  # see RunCheckpoints.save
+
+
 class RunCheckpoints:
     """A CheckpointManager bound to one run directory's `checkpoints/` folder."""
 
@@ -90,15 +94,22 @@ class RunCheckpoints:
         return self.manager.latest_step()
 
     def save(self, step: int, state: Any, host_state: dict[str, Any], *, force: bool = False):
-        """Start an async save of `state` (device arrays) and `host_state` (JSON) at `step`."""
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                host=ocp.args.JsonSave(host_state),
-            ),
-            force=force,
+        """Start an async save of `state` (device arrays) and `host_state` (JSON) at `step`.
+
+        From a thread other than the main one (runs packed side by side, lab.packing), saves
+        go one at a time and each is finished before it returns: orbax numbers its async
+        operations process-wide, and two in flight from different threads waited on each
+        other's signals until a 300 s timeout ('awaitable_signals_contract_N/...')."""
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            host=ocp.args.JsonSave(host_state),
         )
+        if threading.current_thread() is threading.main_thread():
+            self.manager.save(step, args=args, force=force)
+            return
+        with _THREAD_SAVES:
+            self.manager.save(step, args=args, force=force)
+            self.manager.wait_until_finished()
 
     def restore(self, state_like: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
         """Restore onto the shardings and dtypes of `state_like` (a live or abstract state)."""

@@ -51,13 +51,14 @@ from lab.group_step import (
 )
 from lab.metrics import Progress, show_progress
 from lab.optim import make_optimizer
+from lab.preemption import SaveAgreement
 from lab.run_config import RunConfig
+from lab.runtime.atomic_io import is_remote
 from lab.runtime.disk import disk_errors
 from lab.sharding import batch_sharding
 from lab.step_meter import StepMeter
 from lab.train import (
     LoopOutcome,
-    PreemptionFlag,
     Run,
     RunInterrupted,
     checkpoint_steps,
@@ -67,6 +68,7 @@ from lab.train import (
     host_state,
     padded,
     setup_run,
+    sync_logs,
 )
 from lab.train_step import state_shardings
 
@@ -91,7 +93,7 @@ def check_group(configs: Sequence[RunConfig], out_dirs: Sequence[str | Path]) ->
             f"a group needs one run directory per config, got {len(configs)} configs and "
             f"{len(out_dirs)} directories"
         )
-    if len({Path(d).absolute() for d in out_dirs}) != len(out_dirs):
+    if len({str(d) if is_remote(d) else str(Path(d).absolute()) for d in out_dirs}) < len(out_dirs):
         raise ConfigError("two members of a group share a run directory; give each its own")
     first = group_key(configs[0])
     for index, config in enumerate(configs[1:], start=1):
@@ -122,7 +124,7 @@ def train_group(
     """
     started = time.perf_counter()
     check_group(configs, out_dirs)
-    outs = [Path(d) for d in out_dirs]
+    outs = [run_dir.run_path(d) for d in out_dirs]
     results: list[dict[str, Any] | None] = [
         run_dir.claim_run_dir(out, config) for config, out in zip(configs, outs, strict=True)
     ]
@@ -217,8 +219,8 @@ def _group_loop(group: _GroupState, step: int, show: bool):
             yield m.index, LoopOutcome(step, None, [], m.meter, [], 0.0)
     total = max((m.run.config.num_steps for m in group.active), default=step)
     bar = Progress(total, step, f"group of {group.size}", show and bool(group.active))
-    last_save = time.monotonic()
-    with PreemptionFlag() as preempted:
+    every = min((m.run.config.checkpoint_every_seconds for m in group.active), default=0.0)
+    with SaveAgreement(every) as agreement:
         while group.active:
             ends = sorted(set().union(*(m.boundaries for m in group.active)))
             k = chunk_size(step, ends, group.steps_per_call)
@@ -235,11 +237,11 @@ def _group_loop(group: _GroupState, step: int, show: bool):
             for slot, m in enumerate(group.active):
                 m.meter.dispatched(step, k, {name: value[slot] for name, value in metrics.items()})
             step += k
-            every = min(m.run.config.checkpoint_every_seconds for m in group.active)
+            decided = agreement.decide()  # the same on every process: orbax saves collectively
             save_due = (
-                preempted.raised
+                decided.preempted
+                or decided.time_due
                 or any(step in checkpoint_steps(m.run.config) for m in group.active)
-                or time.monotonic() - last_save >= every
                 or any(
                     step == m.run.config.num_steps and m.run.config.keep_final_checkpoint
                     for m in group.active
@@ -269,17 +271,18 @@ def _group_loop(group: _GroupState, step: int, show: bool):
             if save_due:
                 for m in group.active:
                     tic = time.perf_counter()
+                    sync_logs(m.run)  # on gs://, the logs reach the bucket before the checkpoint
                     host = host_state(m.run.stream, step, m.run.earlier_train_seconds, m.meter)
                     m.run.checkpoints.save(step, group.member_state(m), host)
                     m.checkpoint_seconds += time.perf_counter() - tic
-                last_save = time.monotonic()
+                agreement.saved()
             for m in list(group.active):
                 if save_due or step in m.run.config.eval_steps():
                     m.meter.paused()
                 if step == m.run.config.num_steps:
                     group.split_off(m)
                     yield m.index, _outcome(m, step, None)
-            if preempted.raised and group.active:
+            if decided.preempted and group.active:
                 for m in group.active:
                     m.run.checkpoints.close()
                 raise RunInterrupted(

@@ -206,8 +206,8 @@ def train_loop(run: Run, *, progress: bool) -> LoopOutcome:
     num_steps, state, step = config.num_steps, run.state, run.step
     train_step, eval_fn = run.functions.train_step, run.functions.eval_stack
     eval_steps = config.eval_steps()
-    checkpoint_steps = _checkpoint_steps(config)
-    boundaries = sorted(set(eval_steps) | checkpoint_steps)
+    save_steps = checkpoint_steps(config)
+    boundaries = sorted(set(eval_steps) | save_steps)
     meter = StepMeter(run.metrics, config, run.flops_per_step, run.peak[0], run.board)
     bar = Progress(num_steps, step, run.out.name, progress)
     divergence: dict[str, Any] | None = None
@@ -221,7 +221,7 @@ def train_loop(run: Run, *, progress: bool) -> LoopOutcome:
             if config.steps_per_call == 1:
                 state, step_metrics = train_step(state, global_batch(stream.next_batch(), mesh))
             else:
-                batches = _padded(stream.next_batches(k), config.steps_per_call)
+                batches = padded(stream.next_batches(k), config.steps_per_call)
                 state, step_metrics = train_step(
                     state, global_batch_stack(batches, mesh), np.int32(k)
                 )
@@ -231,7 +231,7 @@ def train_loop(run: Run, *, progress: bool) -> LoopOutcome:
             decided = agreement.decide()  # the same on every process: orbax saves collectively
             save_due = (
                 decided.preempted
-                or step in checkpoint_steps
+                or step in save_steps
                 or decided.time_due
                 or (step == num_steps and config.keep_final_checkpoint)
             )
@@ -243,14 +243,14 @@ def train_loop(run: Run, *, progress: bool) -> LoopOutcome:
             bar.update(k, meter.last_loss)
             if step in eval_steps:
                 tic = time.perf_counter()
-                evals.append(_evaluate(eval_fn, state.params, run.eval_set, step, config))
+                evals.append(evaluate(eval_fn, state.params, run.eval_set, step, config))
                 run.evals.write(evals[-1])
                 run.board.write_eval(evals[-1])
                 eval_times.append(time.perf_counter() - tic)
             if save_due:
                 tic = time.perf_counter()
-                _sync_logs(run)  # on gs://, the logs reach the bucket before the checkpoint
-                host = _host_state(stream, step, run.earlier_train_seconds, meter)
+                sync_logs(run)  # on gs://, the logs reach the bucket before the checkpoint
+                host = host_state(stream, step, run.earlier_train_seconds, meter)
                 run.checkpoints.save(step, state, host)
                 run.board.flush()  # a resume purges the events after this step, not before
                 checkpoint_seconds += time.perf_counter() - tic
@@ -310,7 +310,7 @@ def finish_run(
     return result
 
 
-def _sync_logs(run: Run) -> None:
+def sync_logs(run: Run) -> None:
     """Store every log line written so far (a no-op locally, where lines are flushed as
     written; on gs:// one rewrite per log): a committed checkpoint then never lacks a line."""
     run.metrics.sync()
@@ -354,12 +354,12 @@ def _first_call_excess(times: list[float]) -> float:
     return max(0.0, times[0] - float(np.median(times[1:])))
 
 
-def _checkpoint_steps(config: RunConfig) -> set[int]:
+def checkpoint_steps(config: RunConfig) -> set[int]:
     every = config.checkpoint_every_steps
     return set(range(every, config.num_steps + 1, every)) if every else set()
 
 
-def _padded(batches: np.ndarray, length: int) -> np.ndarray:
+def padded(batches: np.ndarray, length: int) -> np.ndarray:
     """[k, B, T+1] -> [length, B, T+1]: a short chunk's stack, zero-filled (rows never read)."""
     if len(batches) == length:
         return batches
@@ -373,7 +373,7 @@ def _local_rows(batches: np.ndarray, process: int, processes: int) -> np.ndarray
     return batches[:, process * rows : (process + 1) * rows]
 
 
-def _evaluate(eval_fn, params, eval_set, step: int, config: RunConfig) -> dict[str, Any]:
+def evaluate(eval_fn, params, eval_set, step: int, config: RunConfig) -> dict[str, Any]:
     """Mean held-out loss over the fixed eval set (already on device), in one call."""
     loss_sum, tokens = jax.device_get(eval_fn(params, eval_set))
     return {
@@ -384,14 +384,9 @@ def _evaluate(eval_fn, params, eval_set, step: int, config: RunConfig) -> dict[s
     }
 
 
-def _host_state(stream, step: int, train_seconds: float, meter: StepMeter) -> dict[str, Any]:
+def host_state(stream, step: int, train_seconds: float, meter: StepMeter) -> dict[str, Any]:
     return {
         "stream": stream.state(),
         "step": step,
         "train_seconds": train_seconds + meter.train_seconds,
     }
-
-
-# Public names for lab.group_train, which runs the same per-run pieces for each group member.
-evaluate, host_state, checkpoint_steps, padded = _evaluate, _host_state, _checkpoint_steps, _padded
-PreemptionFlag = _PreemptionFlag

@@ -125,8 +125,10 @@ def test_prepare_then_a_two_host_sweep_on_a_bucket_survives_a_preemption(
     write_corpus(corpus)
     prepared = tmp_path / "prepared"
     subprocess.run(
-        lab_command("data", "prepare", f"text:{corpus}", "--tokenizer", "byte", "--workers", "2")
-        + ["--eval-fraction", "0.1", "--out", str(prepared)],
+        [
+            *lab_command("data", "prepare", f"text:{corpus}", "--tokenizer", "byte"),
+            *("--workers", "2", "--eval-fraction", "0.1", "--out", str(prepared)),
+        ],
         cwd=REPO,
         env=base_env(),
         check=True,
