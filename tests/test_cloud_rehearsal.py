@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_multihost import REPO, base_env, free_port
+from test_multihost import REPO, base_env
+from test_multihost_preemption import finish, start_two
 
 pytestmark = pytest.mark.slow
 
@@ -77,34 +78,6 @@ def lab_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "experiments.main", *args]
 
 
-def start_hosts(command: list[str]) -> list[subprocess.Popen]:
-    """`command` on two 'hosts': processes 0 and 1 of one jax.distributed job."""
-    port = free_port()
-    job = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--local-devices", "4"]
-    env = {**base_env(), "SCALING_LAB_QUIET": "1"}  # keeps the emulator's variables
-    return [
-        subprocess.Popen(
-            [*command, *job, "--process-id", str(i)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-
-
-def finish(processes: list[subprocess.Popen], timeout: float = 400) -> list[tuple[int, str]]:
-    try:
-        outputs = [p.communicate(timeout=timeout)[0] for p in processes]
-    except subprocess.TimeoutExpired:
-        for p in processes:
-            p.kill()
-        raise
-    return [(p.returncode, out) for p, out in zip(processes, outputs, strict=True)]
-
-
 def committed_checkpoints(bucket) -> list[str]:
     """Checkpoint steps committed in the bucket (orbax marks each with commit_success.txt)."""
     return [name for name in bucket.objects("pod") if name.endswith("commit_success.txt")]
@@ -139,18 +112,18 @@ def test_prepare_then_a_two_host_sweep_on_a_bucket_survives_a_preemption(
     out = gcs_bucket.url("pod")
     sweep_run = lab_command("sweep", "run", str(sweep), "--out", out, "--no-progress")
 
-    hosts = start_hosts(sweep_run)
+    hosts = start_two(sweep_run)
     deadline = time.monotonic() + 300
     while not committed_checkpoints(gcs_bucket):
         assert time.monotonic() < deadline, "no checkpoint reached the bucket"
-        assert all(p.poll() is None for p in hosts), finish(hosts)
+        assert all(p.poll() is None for p in hosts), finish(hosts, timeout=400)
         time.sleep(0.1)
     hosts[1].send_signal(signal.SIGTERM)  # the preemption notice reaches one host only
-    (code0, out0), (code1, out1) = finish(hosts)
+    (code0, out0), (code1, out1) = finish(hosts, timeout=400)
     assert code0 == code1 == 75, out0[-2500:] + out1[-2500:]
     assert "preempted at step" in out0 + out1
 
-    for code, output in finish(start_hosts(sweep_run)):  # the same command resumes
+    for code, output in finish(start_two(sweep_run), timeout=400):  # the same command resumes
         assert code == 0, output[-3000:]
 
     local = tmp_path / "local"  # the reference: 1 process x 8 devices, a local directory
