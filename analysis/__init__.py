@@ -7,6 +7,7 @@ Modules, from input to output:
 Input
 - sources       `load()`: a sweep directory, a CSV file or `example:NAME`, into one Dataset
 - input_paths   local paths and gs:// URLs (read through fsspec) for the readers
+- output_paths  `report --out gs://...`: written locally, then uploaded (pages last)
 - csv_input     read a table: sniffed delimiter, empty or torn files refused (tables.json)
 - loading       a table into a Dataset: columns resolved, C and D derived, bad rows counted
 - columns       find N, D, C, loss by alias or explicit mapping; other candidate columns

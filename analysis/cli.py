@@ -202,7 +202,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _source_args(rep)
     rep.add_argument(
-        "--out", type=Path, required=True, metavar="REPORT_DIR", help="output directory"
+        "--out", required=True, metavar="REPORT_DIR", help="output directory (local or gs://)"
     )
     rep.add_argument(
         "--markdown-only",
@@ -297,6 +297,7 @@ def report_command(args: argparse.Namespace) -> int:
     """Fit everything and write report.html, report.md and figures."""
     from analysis.errors import FitError
     from analysis.holdout import holdout_largest
+    from analysis.output_paths import report_dir
     from analysis.report import write_report
 
     an, hold = _analyse(args, ("1", "2", "3"))
@@ -306,7 +307,9 @@ def report_command(args: argparse.Namespace) -> int:
             hold = holdout_largest(an.dataset.points, args.k_nearest, _flops(an.dataset))
         except FitError as e:
             reason = str(e)
-    paths = write_report(an, args.out, hold, args.markdown_only, reason)
-    pages = " and ".join(str(paths[k]) for k in ("html", "markdown") if k in paths)
-    print(f"wrote {pages} (figures in {paths['figures']})")
+    with report_dir(args.out) as out:
+        paths = write_report(an, out, hold, args.markdown_only, reason)
+    where = {k: str(v).replace(str(out), args.out.rstrip("/"), 1) for k, v in paths.items()}
+    pages = " and ".join(where[k] for k in ("html", "markdown") if k in where)
+    print(f"wrote {pages} (figures in {where['figures']})")
     return 0

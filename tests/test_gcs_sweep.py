@@ -136,3 +136,14 @@ def test_fit_and_report_read_a_sweep_from_the_bucket(bucket_sweep, tmp_path, cap
         capsys.readouterr()
         reports.append((target / "report.md").read_text().replace(source, "SOURCE"))
     assert reports[0] == reports[1]
+
+    # and written to the bucket: the same page, its figures beside it
+    bucket, _, _ = bucket_sweep
+    args = ["report", out, "--out", f"{out}/report", "--markdown-only", "--bootstrap", "20"]
+    assert analysis_main(args) == 0
+    assert f"{out}/report/report.md" in capsys.readouterr().out
+    page = bucket.read("sweep", "report", "report.md").decode()
+    assert page.replace(out, "SOURCE") == reports[0]
+    local_figures = sorted(p.name for p in (tmp_path / "local").rglob("*.png"))
+    stored = sorted(n.rsplit("/", 1)[-1] for n in bucket.objects("sweep", "report"))
+    assert local_figures and set(local_figures) <= set(stored)
