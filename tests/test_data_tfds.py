@@ -65,3 +65,15 @@ def test_broken_dataset_is_wrapped(tmp_path: Path) -> None:
     (version_dir / "dataset_info.json").write_text(json.dumps({"fileFormat": "array_record"}))
     with pytest.raises(DataError, match="cannot open TFDS dataset 'broken_ds'"):
         load_corpus(DataConfig(corpus="tfds:broken_ds", data_dir=str(tmp_path)))
+
+
+def test_a_bucket_data_dir_is_refused_in_one_line_before_anything_is_written(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """array_record reads local files only: a gs:// data_dir must not become a local folder
+    named `gs:` (what pathlib made of it) nor hang in the reader; it names the copy to make."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"opens local files only.*rsync") as error:
+        DataConfig(corpus="tfds:c4/en", data_dir="gs://bucket/tensorflow_datasets")
+    assert "\n" not in str(error.value)
+    assert list(tmp_path.iterdir()) == []

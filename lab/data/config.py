@@ -78,6 +78,13 @@ class DataConfig:
         if kind in CORPUS_KINDS and not self.corpus.split(":", 1)[1].strip():
             raise DataError(f"corpus {self.corpus!r} names nothing after '{kind}:'")
         check_tokenizer_spec(self.tokenizer)
+        if self.data_dir is not None and "://" in str(self.data_dir):
+            raise DataError(
+                f"data_dir {self.data_dir} is a URL, but TFDS datasets and token caches are read "
+                "with array_record, which opens local files only (google/array_record#120); "
+                "copy the dataset to local disk (e.g. `gcloud storage rsync -r URL "
+                "~/tensorflow_datasets`) and set data_dir to that path"
+            )
         if not (isinstance(self.eval_fraction, int | float) and 0 < self.eval_fraction < 0.5):
             raise DataError(f"eval_fraction must be in (0, 0.5), got {self.eval_fraction!r}")
         if isinstance(self.eval_seed, bool) or not isinstance(self.eval_seed, int):
