@@ -67,13 +67,38 @@ def test_broken_dataset_is_wrapped(tmp_path: Path) -> None:
         load_corpus(DataConfig(corpus="tfds:broken_ds", data_dir=str(tmp_path)))
 
 
-def test_a_bucket_data_dir_is_refused_in_one_line_before_anything_is_written(
-    tmp_path: Path, monkeypatch
+def test_a_tfds_data_dir_in_a_bucket_is_mirrored_and_reads_as_the_local_one(
+    tmp_path: Path, gcs_bucket, monkeypatch
 ) -> None:
-    """array_record reads local files only: a gs:// data_dir must not become a local folder
-    named `gs:` (what pathlib made of it) nor hang in the reader; it names the copy to make."""
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(DataError, match=r"opens local files only.*rsync") as error:
-        DataConfig(corpus="tfds:c4/en", data_dir="gs://bucket/tensorflow_datasets")
-    assert "\n" not in str(error.value)
-    assert list(tmp_path.iterdir()) == []
+    """`data_dir = "gs://..."`: array_record reads local files only, so the dataset is mirrored
+    to local disk (lab.data.remote_dir) and gives the same corpus as the local data dir; a
+    second load copies nothing again; a missing dataset is a one-line error."""
+    import fsspec
+
+    monkeypatch.setenv("SCALING_LAB_DATA", str(tmp_path / "data"))
+    files = []
+    for i in range(6):
+        files.append(tmp_path / f"f{i}.txt")
+        files[-1].write_text(f"document {i}: " + "scaling " * (i + 3))
+    local = tmp_path / "tfds"
+    build_text_dataset(files, [p.name for p in files], local)
+    url = gcs_bucket.url("tensorflow_datasets")
+    fs = fsspec.filesystem("gs")
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        fs.pipe_file(f"{url}/{path.relative_to(local).as_posix()}", path.read_bytes())
+
+    name = f"tfds:{BUILDER_NAME}"
+    want = load_corpus(DataConfig(corpus=name, data_dir=str(local), eval_fraction=0.25))
+    got = load_corpus(DataConfig(corpus=name, data_dir=url, eval_fraction=0.25))
+    assert got.fingerprint == want.fingerprint
+    assert got.summary()["bytes"] == want.summary()["bytes"]
+    assert str(got.cache_dir).startswith(str(tmp_path / "data" / "mirror" / "gs"))
+    assert not list(Path().glob("gs:*"))  # no local folder named after the URL
+
+    mirrored = sorted(tmp_path.joinpath("data", "mirror").rglob("*.array_record*"))
+    stamps = [p.stat().st_mtime_ns for p in mirrored]
+    load_corpus(DataConfig(corpus=name, data_dir=url, eval_fraction=0.25))
+    assert [p.stat().st_mtime_ns for p in mirrored] == stamps  # nothing copied twice
+
+    with pytest.raises(DataError, match="not in gs://"):
+        load_corpus(DataConfig(corpus="tfds:no_such_set", data_dir=url))

@@ -7,7 +7,8 @@ tokenizer and its saved file), `stream` (TokenStream: exactly D tokens, resumabl
 (capped unique-token pools), `synthetic`, `arrays` (host rows -> global jax.Arrays);
 corpora larger than memory: `doc_table` (documents by index), `shards` (ArrayRecord token
 shards: writer and random-access reader), `prepare` (`data prepare`: parallel, resumable),
-`prepared` (`prepared:DIR` corpora and their grain-ordered stream).
+`prepared` (`prepared:DIR` corpora and their grain-ordered stream); `remote_dir` (a TFDS
+data dir on gs://, mirrored to local disk for array_record).
 
 `import lab.data` is cheap: numpy only. TFDS, SentencePiece, tokenizers, grain and JAX load
 inside the functions that need them (`global_batch` is the only JAX entry point).

@@ -42,6 +42,13 @@ def default_data_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "scaling-lab"
 
 
+def mirror_root(url: str) -> Path:
+    """The local mirror of the data dir `url` (gs://...): its datasets, copied there by
+    lab.data.remote_dir because array_record reads local files only, and its token caches."""
+    scheme, rest = str(url).split("://", 1)
+    return default_data_dir() / "mirror" / scheme / rest.strip("/")
+
+
 CORPUS_KINDS = ("tfds", "text", "prepared")
 MAX_VOCAB = 1 << 22  # ids above 65,535 are stored as uint32
 
@@ -78,13 +85,6 @@ class DataConfig:
         if kind in CORPUS_KINDS and not self.corpus.split(":", 1)[1].strip():
             raise DataError(f"corpus {self.corpus!r} names nothing after '{kind}:'")
         check_tokenizer_spec(self.tokenizer)
-        if self.data_dir is not None and "://" in str(self.data_dir):
-            raise DataError(
-                f"data_dir {self.data_dir} is a URL, but TFDS datasets and token caches are read "
-                "with array_record, which opens local files only (google/array_record#120); "
-                "copy the dataset to local disk (e.g. `gcloud storage rsync -r URL "
-                "~/tensorflow_datasets`) and set data_dir to that path"
-            )
         if not (isinstance(self.eval_fraction, int | float) and 0 < self.eval_fraction < 0.5):
             raise DataError(f"eval_fraction must be in (0, 0.5), got {self.eval_fraction!r}")
         if isinstance(self.eval_seed, bool) or not isinstance(self.eval_seed, int):
@@ -112,7 +112,10 @@ class DataConfig:
 
     @property
     def root(self) -> Path:
-        """The data directory actually used."""
+        """The local data directory actually used (for a gs:// data_dir, its local mirror:
+        lab.data.remote_dir)."""
+        if self.data_dir and "://" in str(self.data_dir):
+            return mirror_root(self.data_dir)
         return Path(self.data_dir).expanduser() if self.data_dir else default_data_dir()
 
     def synthetic_options(self) -> dict[str, Any]:

@@ -142,6 +142,7 @@ def load_corpus(config: DataConfig) -> Any:
     """Open the cached corpus of `config` (a `Corpus`, or a `PreparedCorpus` for 'prepared:DIR'),
     building the cache first if needed."""
     from lab.data import sources
+    from lab.data.remote_dir import is_url, mirror_dataset
 
     if config.corpus.startswith("prepared:"):
         from lab.data.prepared import open_prepared
@@ -162,6 +163,8 @@ def load_corpus(config: DataConfig) -> Any:
         source = sources.text_source(config.corpus[5:], root)
         source_key = source.key
     else:
+        if is_url(config.data_dir):  # array_record reads local files: mirror the dataset
+            mirror_dataset(config.data_dir, config.corpus[5:])
         source = sources.tfds_source(config.corpus[5:], config.tfds_split, root)
         source_key = source.key
     settings = _settings(config)

@@ -39,6 +39,7 @@ import numpy as np
 from lab.data.config import check_tokenizer_spec, default_data_dir
 from lab.data.doc_table import DocumentTable, document_table
 from lab.data.errors import DataError
+from lab.data.remote_dir import is_url, mirror_dataset, mirror_root
 from lab.data.shards import RECORD_TOKENS, ShardWriter
 from lab.data.tokenizer_files import TOKENIZER_FILES, make_tokenizer, saved_tokenizer, spec_kind
 from lab.data.tokenizers import ByteTokenizer, Tokenizer, token_dtype
@@ -81,6 +82,10 @@ def prepare(options: PrepareOptions, log: Callable[[str], None] = lambda _: None
     if options.workers < 1 or (options.shards is not None and options.shards < 1):
         raise DataError("--workers and --shards must be >= 1")
     root = Path(options.data_dir).expanduser() if options.data_dir else default_data_dir()
+    if is_url(options.data_dir):  # array_record reads local files: mirror the dataset
+        root = mirror_root(options.data_dir)
+        if options.corpus.startswith("tfds:"):
+            mirror_dataset(options.data_dir, options.corpus[5:])
     table = document_table(options.corpus, options.tfds_split, root)
     if table.count < 2:
         raise DataError(f"{options.corpus!r} has {table.count} document(s); need at least 2")
