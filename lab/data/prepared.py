@@ -19,6 +19,7 @@ import numpy as np
 from lab.data.config import DataConfig
 from lab.data.errors import DataError
 from lab.data.prepare import PACKING, PREPARED_FORMAT, PREPARED_VERSION
+from lab.data.remote_dir import mirror_prepared
 from lab.data.shards import ShardedTokens
 from lab.data.stream import TokenStream
 from lab.data.tokenizer_files import saved_tokenizer
@@ -162,12 +163,8 @@ def prepared_options(directory: str) -> dict[str, Any]:
 def open_prepared(config: DataConfig) -> PreparedCorpus:
     """The corpus of `prepared:DIR`, after checking that `config` agrees with how it was prepared."""
     directory = config.corpus.split(":", 1)[1].strip()
-    if is_remote(directory):
-        raise DataError(
-            f"cannot read shards from {directory}: the array_record reader opens local files "
-            "only (google/array_record#120); copy the directory to every host's disk, e.g. "
-            f"`gcloud storage cp -r {directory} /data/`, and use prepared:/data/NAME"
-        )
+    if is_remote(directory):  # array_record opens local files only: this host's own copy
+        directory = str(mirror_prepared(directory))
     root = as_path(directory)
     manifest_path = root / "manifest.json"
     if not manifest_path.exists():
