@@ -62,7 +62,9 @@ def mirror_tree(url: str, local: Path) -> int:
         if target.exists() and target.stat().st_size == info["size"]:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".part")
+        # per process: several processes of one host may mirror at once; each file still
+        # lands whole (the last rename wins, with the same bytes)
+        partial = target.with_name(f"{target.name}.part{os.getpid()}")
         retrying(fs.get_file)(remote, str(partial))
         os.replace(partial, target)
     return len(files)
