@@ -36,10 +36,11 @@ study: $(STAMP)
 	$(MAKE) study-reports
 
 ## study-reports: rewrite docs/study/*/report.md and figures from the committed data folders
+## (a study without a data folder yet keeps its report)
 ## (no training; tests/test_study_data.py runs these same lines and compares every number)
 study-reports: $(STAMP)
-	$(BIN)/scaling-lab report docs/study/stdlib/data/results.csv --out docs/study/stdlib --holdout-largest --markdown-only
-	$(BIN)/scaling-lab report docs/study/synthetic/data/results.csv --out docs/study/synthetic --holdout-largest --markdown-only
+	test ! -d docs/study/stdlib/data || $(BIN)/scaling-lab report docs/study/stdlib/data/results.csv --out docs/study/stdlib --holdout-largest --markdown-only
+	test ! -d docs/study/synthetic/data || $(BIN)/scaling-lab report docs/study/synthetic/data/results.csv --out docs/study/synthetic --holdout-largest --markdown-only
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
