@@ -24,3 +24,19 @@ def gcs_emulator():
 def gcs_bucket(gcs_emulator, request) -> Bucket:
     """A fresh prefix of the emulator's bucket for one test: gs://lab-bucket/<test>-<id>."""
     return Bucket.for_test(gcs_emulator, request.node.name)
+
+
+@pytest.fixture(scope="module")
+def data_config(tmp_path_factory):
+    """A small synthetic corpus (its cache built once per module) for tiny training runs; a
+    module that needs another corpus defines its own `data_config`."""
+    from lab.data import DataConfig, load_corpus
+
+    config = DataConfig(
+        corpus="synthetic",
+        data_dir=str(tmp_path_factory.mktemp("data")),
+        eval_fraction=0.1,
+        synthetic={"states": 32, "fanout": 4, "n_docs": 600, "doc_len": 64},
+    )
+    load_corpus(config)
+    return config

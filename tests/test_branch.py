@@ -25,18 +25,6 @@ from lab.train import train
 STEPS, START = 30, 24  # cooldown_fraction 0.2 of 30 steps: the cooldown starts at step 24
 
 
-@pytest.fixture(scope="module")
-def data_config(tmp_path_factory) -> DataConfig:
-    config = DataConfig(
-        corpus="synthetic",
-        data_dir=str(tmp_path_factory.mktemp("data")),
-        eval_fraction=0.1,
-        synthetic={"states": 32, "fanout": 4, "n_docs": 600, "doc_len": 64},
-    )
-    load_corpus(config)
-    return config
-
-
 def wsd_run(data_config: DataConfig, steps: int, cooldown: float) -> RunConfig:
     vocab = load_corpus(data_config).tokenizer.vocab_size
     return RunConfig(

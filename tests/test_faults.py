@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_train_run import data_config, tiny_run
+from test_train_run import tiny_run
 
 from experiments.main import main
 from experiments.options import RunnerOptions
@@ -38,7 +38,6 @@ from lab.train import train
 
 REPO = Path(__file__).resolve().parent.parent
 MICRO = (REPO / "experiments" / "configs" / "micro.toml").read_text()
-SHARED_FIXTURES = (data_config,)  # test_train_run's synthetic corpus, used by name below
 OPTIONS = RunnerOptions(jobs=1, progress=False, compilation_cache=None, heartbeat_s=1.0)
 
 

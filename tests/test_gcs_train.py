@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_train_run import data_config, tiny_run
+from test_train_run import tiny_run
 
 from lab import run_dir
 from lab.checkpoint import checkpoint_steps
 from lab.train import train
 
-SHARED_FIXTURES = (data_config,)
 WALL_CLOCK = {"step_time_s", "tokens_per_s", "flops_per_s", "mfu"}
 
 

@@ -20,14 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_train_run import _final_params, data_config, tiny_run
+from test_train_run import _final_params, tiny_run
 
 from lab.config import OptimizerConfig
 from lab.errors import ConfigError
 from lab.group_train import train_group
 from lab.train import train
 
-SHARED_FIXTURES = (data_config,)
 RTOL = 1e-5
 TIMING_KEYS = {"timing", "throughput"}  # wall time: the group's, shared by its members
 LOSS_KEYS = {"loss"}

@@ -8,15 +8,13 @@ import threading
 import jax
 import numpy as np
 import pytest
-from test_train_run import _final_params, data_config, tiny_run
+from test_train_run import _final_params, tiny_run
 
 from lab import packing
 from lab.config import OptimizerConfig
 from lab.errors import ConfigError
 from lab.packing import devices_for, sub_meshes, train_packed
 from lab.train import train
-
-SHARED_FIXTURES = (data_config,)
 
 
 def test_four_runs_on_two_device_sub_meshes_equal_each_run_alone(

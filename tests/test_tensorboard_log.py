@@ -19,24 +19,11 @@ from tensorboard.backend.event_processing import event_accumulator, event_multip
 from test_train_run import tiny_run
 
 from lab import step_meter
-from lab.data import DataConfig, load_corpus
 from lab.tensorboard_log import ENABLE_ENV, EVAL_TAG, STEP_TAGS
 from lab.train import train
 
 REPO = Path(__file__).resolve().parent.parent
 MICRO = REPO / "experiments" / "configs" / "micro.toml"
-
-
-@pytest.fixture(scope="module")
-def data_config(tmp_path_factory) -> DataConfig:
-    config = DataConfig(
-        corpus="synthetic",
-        data_dir=str(tmp_path_factory.mktemp("data")),
-        eval_fraction=0.1,
-        synthetic={"states": 32, "fanout": 4, "n_docs": 600, "doc_len": 64},
-    )
-    load_corpus(config)  # build the cache once
-    return config
 
 
 def shown(run: Path) -> dict[str, list[tuple[int, float]]]:

@@ -35,18 +35,6 @@ PROVENANCE_FIELDS = {
 }
 
 
-@pytest.fixture(scope="module")
-def data_config(tmp_path_factory) -> DataConfig:
-    config = DataConfig(
-        corpus="synthetic",
-        data_dir=str(tmp_path_factory.mktemp("data")),
-        eval_fraction=0.1,
-        synthetic={"states": 32, "fanout": 4, "n_docs": 600, "doc_len": 64},
-    )
-    load_corpus(config)  # build the cache once
-    return config
-
-
 def tiny_run(data_config: DataConfig, steps: int = 24, **overrides) -> RunConfig:
     vocab = load_corpus(data_config).tokenizer.vocab_size
     model = ModelConfig(n_layers=1, d_model=32, n_heads=2, d_ff=128, vocab_size=vocab, ctx=32)
