@@ -74,12 +74,7 @@ def run_group(
 
     spec: PackingSpec = sweep_spec.packing
     for point in points:
-        state = sweep_dir.run_state(out, point.run_id)
-        if state == RunStatus.DIVERGED:
-            sweep_dir.move_aside(out, point.run_id)
-        if state == RunStatus.FAILED:
-            sweep_dir.clear_failure(out, point.run_id)
-        sweep_dir.write_point(out, point, sweep_spec.flop_convention)
+        sweep_dir.prepare_for_training(out, point, sweep_spec.flop_convention)
     limit, source = spec.threshold()
     record = {
         "run_ids": [p.run_id for p in points],

@@ -305,12 +305,7 @@ def run_one(
     from lab.train import train
 
     if leader:
-        state = sweep_dir.run_state(out, point.run_id)
-        if state == RunStatus.DIVERGED:
-            sweep_dir.move_aside(out, point.run_id)
-        if state == RunStatus.FAILED:
-            sweep_dir.clear_failure(out, point.run_id)
-        sweep_dir.write_point(out, point, spec.flop_convention)
+        sweep_dir.prepare_for_training(out, point, spec.flop_convention)
     try:
         run_dir = sweep_dir.run_path(out, point.run_id)  # local or gs://: lab writes it there
         branching.seed(out, point, run_dir)  # a trunk segment or branch: from its parent

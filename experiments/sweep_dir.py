@@ -136,6 +136,17 @@ def damaged_runs(root: str | os.PathLike) -> list[str]:
     return sorted(p.name for p in runs.iterdir() if run_dir.read_status(p) == RunStatus.DAMAGED)
 
 
+def prepare_for_training(root: str | os.PathLike, point: GridPoint, convention: str) -> None:
+    """Before (re)training `point`: a diverged run is moved aside, a failure record cleared
+    (the caller retries such runs only when asked), and the point's record written."""
+    state = run_state(root, point.run_id)
+    if state == RunStatus.DIVERGED:
+        move_aside(root, point.run_id)
+    if state == RunStatus.FAILED:
+        clear_failure(root, point.run_id)
+    write_point(root, point, convention)
+
+
 def write_point(root: str | os.PathLike, point: GridPoint, convention: str) -> None:
     path = run_path(root, point.run_id)
     path.mkdir(parents=True, exist_ok=True)

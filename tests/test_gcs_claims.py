@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from test_sweep_claims import race_for_runs
 
 from experiments.claims import ClaimStore
 from lab.runtime import remote_io
@@ -57,20 +58,7 @@ def test_only_one_worker_gets_a_claim_on_a_bucket(gcs_bucket) -> None:
 
 def test_many_threads_racing_for_runs_on_a_bucket_never_share_one(gcs_bucket) -> None:
     stores = [ClaimStore(gcs_bucket.url(), f"w{i}") for i in range(8)]
-    wins: dict[str, list[str]] = {f"r{k}": [] for k in range(6)}
-    barrier = threading.Barrier(len(stores))
-
-    def race(store: ClaimStore) -> None:
-        barrier.wait()
-        for run_id in wins:
-            if store.try_claim(run_id):
-                wins[run_id].append(store.worker)
-
-    threads = [threading.Thread(target=race, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    wins = race_for_runs(stores, [f"r{k}" for k in range(6)])
     assert all(len(owners) == 1 for owners in wins.values()), wins
     for run_id, (owner,) in wins.items():
         stored = json.loads(gcs_bucket.read("claims", f"{run_id}.json"))

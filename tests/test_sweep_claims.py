@@ -21,9 +21,9 @@ def test_only_one_worker_gets_a_claim(tmp_path) -> None:
     assert b.try_claim("run1")
 
 
-def test_racing_workers_never_share_a_run(tmp_path) -> None:
-    stores = [ClaimStore(tmp_path, f"w{i}") for i in range(8)]
-    wins: dict[str, list[str]] = {f"r{k}": [] for k in range(20)}
+def race_for_runs(stores: list[ClaimStore], run_ids: list[str]) -> dict[str, list[str]]:
+    """Every store tries to claim every run at once (one thread each): run id -> winners."""
+    wins: dict[str, list[str]] = {run_id: [] for run_id in run_ids}
     barrier = threading.Barrier(len(stores))
 
     def race(store: ClaimStore) -> None:
@@ -37,6 +37,12 @@ def test_racing_workers_never_share_a_run(tmp_path) -> None:
         t.start()
     for t in threads:
         t.join()
+    return wins
+
+
+def test_racing_workers_never_share_a_run(tmp_path) -> None:
+    stores = [ClaimStore(tmp_path, f"w{i}") for i in range(8)]
+    wins = race_for_runs(stores, [f"r{k}" for k in range(20)])
     assert all(len(owners) == 1 for owners in wins.values()), wins
 
 
