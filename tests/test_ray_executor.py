@@ -8,6 +8,7 @@ sweep with the single-threaded XLA that both executors give a one-CPU run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -171,9 +172,16 @@ def checkpointed_step(run: Path) -> int:
         return 0
 
 
-def kill_when_mid_run(root: Path, process: subprocess.Popen, kill, node_prefix: str = "") -> str:
+def kill_when_mid_run(
+    root: Path, process: subprocess.Popen, kill, node_prefix: str = "", freeze: bool = False
+) -> str:
     """Call kill() once a run (on the node `node_prefix`, if given) has a finished checkpoint
-    and no result; the run's id."""
+    and no result; the run's id.
+
+    With `freeze`, the process training the run (the claim's pid, on this host) is stopped
+    (SIGSTOP) first, so its last steps cannot race kill(), and SIGKILLed after it: the run
+    is caught mid-way for certain, as it would be if its machine lost power at that moment.
+    """
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and process.poll() is None:
         for claim_file in (root / "claims").glob("*.json"):
@@ -183,35 +191,42 @@ def kill_when_mid_run(root: Path, process: subprocess.Popen, kill, node_prefix: 
                 continue
             run = root / "runs" / claim["run_id"]
             on_node = claim["worker"].startswith(f"ray:{node_prefix}")
-            if on_node and checkpointed_step(run) and not (run / "result.json").exists():
-                kill()
-                return claim["run_id"]
+            if not (on_node and checkpointed_step(run) and not (run / "result.json").exists()):
+                continue
+            if freeze:
+                try:
+                    os.kill(int(claim["pid"]), signal.SIGSTOP)
+                except ProcessLookupError:
+                    continue  # the run ended (and released its claim) meanwhile
+                if (run / "result.json").exists():  # finished before the stop took hold
+                    os.kill(int(claim["pid"]), signal.SIGCONT)
+                    continue
+            kill()
+            if freeze:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(claim["pid"]), signal.SIGKILL)
+            return claim["run_id"]
         time.sleep(0.05)
     pytest.fail("no run was caught between its checkpoint and its end")
 
 
 def test_a_removed_node_s_run_resumes_on_the_other_node(cluster, local_micro, tmp_path) -> None:
-    # Removing the node races the caught run's last steps (a micro run's tail after its
-    # checkpoint lasts well under a second): on a loaded host the run can finish before the
-    # node is gone, leaving nothing to resume. Such an attempt is made once more, afresh.
-    for attempt in range(2):
-        root = tmp_path / f"ray{attempt}"
-        head, worker = cluster.list_all_nodes()
-        driver = sweep_run(cluster, root)
-        try:
-            killed = kill_when_mid_run(
-                root,
-                driver,
-                lambda worker=worker: cluster.remove_node(worker, allow_graceful=False),
-                node_prefix=worker.node_id[:8],
-            )
-            output = finish(driver)
-        finally:
-            cluster.add_node(**NODE)  # back to two nodes for the other tests
-            cluster.wait_for_nodes()
-        resumed = [line for line in output.splitlines() if f"[ray] {killed} resumed from" in line]
-        if resumed:
-            break
+    root = tmp_path / "ray"
+    head, worker = cluster.list_all_nodes()
+    driver = sweep_run(cluster, root)
+    try:
+        killed = kill_when_mid_run(
+            root,
+            driver,
+            lambda: cluster.remove_node(worker, allow_graceful=False),
+            node_prefix=worker.node_id[:8],
+            freeze=True,  # a micro run's tail after its checkpoint is shorter than the removal
+        )
+        output = finish(driver)
+    finally:
+        cluster.add_node(**NODE)  # back to two nodes for the other tests
+        cluster.wait_for_nodes()
+    resumed = [line for line in output.splitlines() if f"[ray] {killed} resumed from" in line]
     assert len(resumed) == 1, output[-3000:]
     step = int(resumed[0].split("step-")[1].split()[0])
     assert step >= 40 and resumed[0].endswith(f"on node {head.node_id[:8]}")
