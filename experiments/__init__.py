@@ -10,7 +10,8 @@
 - `runner`: claim, train (lab.train), record, repeat; exit codes from the runs' states
 - `jobs`: `--jobs k` child workers pinned to cores
 - `packing_spec`, `grouping`: the [packing] table; runs of one shape claimed and trained as a
-  group (lab.group_train), `sweep plan`'s packing section, `sweep verify` of a group
+  group (lab.group_train), `sweep plan`'s packing section, `sweep verify` of a group;
+  `packed_loop`: the worker's runs side by side on sub-meshes (`devices_per_run`)
 - `claims`: heartbeat claims so no run is trained twice at once
 - `staging`: a run directory copied file by file (moved aside on gs://; no training copy)
 - `sweep_dir`: DIR's layout and each run's state (lab.run_dir owns the run's own files)

@@ -14,8 +14,8 @@ verify`'s side of both.
 Grouping helps where a model is too small to keep the hardware busy; the "auto" threshold is
 MEASURED by `bench/packing.py` (bench/results/packing.json: grouped vs one-by-one wall time
 per size) and recorded, with its source, in every member's `provenance.group`. On this
-project's 2-core CPU grouping never helped (XLA:CPU's batched backward is slower than the
-runs one by one), so "auto" groups nothing there; set `group_max_params` from the bench on
+project's 2-core CPU grouping never helped (a step R times larger costs more per token on a
+CPU core, bench/group_scaling.py, vmap or not), so "auto" groups nothing there; set `group_max_params` from the bench on
 an accelerator host, or `group = "always"`. A group's members are claimed together by one worker; `sweep verify`
 re-runs a grouped run's whole group the way it was trained, so it matches bitwise.
 """
@@ -158,7 +158,7 @@ def plan_lines(spec: PackingSpec, points: list[GridPoint], total_devices: int) -
     lines.append(
         f"{grouped} of {len(points)} runs train in {sum(r[1] for r in rows.values())} groups; "
         "a group is one vmapped step (lab.group_train); side by side: runs (or groups) at "
-        "once on the sub-meshes (lab.packing; on CPU, --jobs)"
+        "once on the sub-meshes (experiments.packed_loop; on CPU, --jobs)"
     )
     return lines
 

@@ -12,9 +12,10 @@ from lab.errors import ConfigError
 
 # bench/results/packing.json on this 2-core x86 CPU (jax 0.10, XLA:CPU): a group of 5 runs of
 # one shape trained SLOWER per step than the same 5 runs one after another at every size
-# measured (0.70x at 2.1e4 params, 0.31x at 9.8e4, 0.19x at 2.5e5: XLA:CPU's batched backward
-# is slow), and no faster in wall time: nothing is grouped by default. On GPU/TPU, where a
-# small run leaves the chip idle, measure with bench/packing.py and set group_max_params.
+# measured (0.70x at 2.1e4 params, 0.31x at 9.8e4, 0.19x at 2.5e5: a step R times larger costs
+# more per token on a CPU core, bench/results/group_scaling.json), and no faster in wall
+# time: nothing is grouped by default. On GPU/TPU, where a small run leaves the chip idle,
+# measure with bench/packing.py and set group_max_params.
 MEASURED_GROUP_MAX_PARAMS = 0.0
 MEASURED_SOURCE = "bench/results/packing.json (2-core x86 CPU: grouping never helped)"
 GROUP_MODES = ("auto", "always", "never")

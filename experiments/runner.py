@@ -179,6 +179,9 @@ def worker_loop(out: str, spec: SweepSpec, grid: Grid, options: RunnerOptions) -
     since = float(int(time.time()))  # whole seconds, like finished_at: retries apply to runs
     # that ended before this invocation, never to one it ran itself
     try:
+        if leader and not multi and _packs(spec, grid):
+            _packed(out, spec, grid, order, claims, options, since, name, report)
+            return _skipped(report, grid)
         while True:
             choice = _choose(out, order, claims, options, since) if leader else 0
             if multi:
@@ -210,11 +213,64 @@ def worker_loop(out: str, spec: SweepSpec, grid: Grid, options: RunnerOptions) -
                     announce(out, grid, point, name)
     finally:
         claims.stop()
+    return _skipped(report, grid)
+
+
+def _skipped(report: WorkerReport, grid: Grid) -> WorkerReport:
     report.skipped = len(grid.points) - len(report.trained) - len(report.failed)
     return report
 
 
 DONE, WAIT = -1, -2
+
+
+def _packs(spec: SweepSpec, grid: Grid) -> bool:
+    """[packing] gives some run fewer devices than this process has (JAX asked only then)."""
+    if spec.packing.devices_per_run == "all":
+        return False
+    import jax
+
+    from experiments.packed_loop import packing_applies
+
+    return packing_applies(spec, list(grid.points), jax.device_count())
+
+
+def _packed(
+    out: str,
+    spec: SweepSpec,
+    grid: Grid,
+    order: list[GridPoint],
+    claims: ClaimStore,
+    options: RunnerOptions,
+    since: float,
+    name: str,
+    report: WorkerReport,
+) -> None:
+    """The worker loop with runs side by side on sub-meshes (experiments.packed_loop)."""
+    import jax
+
+    from experiments.packed_loop import packed_loop
+
+    devices = jax.devices()
+
+    def finish(point: GridPoint, trained: bool) -> None:
+        claims.release(point.run_id)
+        if trained:
+            update_tables(out, point.run_id)
+            announce(out, grid, point, name)
+
+    packed_loop(
+        choose=lambda: _choose(out, order, claims, options, since),
+        order=order,
+        devices_needed=lambda p: spec.packing.devices_for(
+            p.N, len(devices), p.config.train_batch_size
+        ),
+        train_on=lambda p, block: run_one(out, spec, p, options, report, since, devices=block),
+        finish=finish,
+        devices=devices,
+        idle_wait_s=min(options.heartbeat_s, 2.0),
+        done=DONE,
+    )
 
 
 def _choose(
@@ -297,10 +353,12 @@ def run_one(
     report: WorkerReport,
     since: float,
     leader: bool = True,
+    devices: list | None = None,
 ) -> None:
     """Train one claimed run (retrying a diverged/failed one if asked); record a failure.
 
-    Only the leader (process 0) touches the sweep's files; every process trains.
+    Only the leader (process 0) touches the sweep's files; every process trains. `devices`:
+    the run's sub-mesh when runs are packed (default: all of them).
     """
     from lab.train import train
 
@@ -314,6 +372,7 @@ def run_one(
             run_dir,
             progress=options.progress,
             compilation_cache=options.compilation_cache,
+            devices=devices,
         )
     except ConfigError as error:
         if leader:

@@ -193,7 +193,7 @@ def setup_run(
         metrics=metrics,
         evals=evals,
         flops_per_step=config.model.flops_per_token("causal") * config.tokens_per_step,
-        peak=_peak(config),
+        peak=_peak(config, mesh),
         is_writer=is_writer,
         board=TensorBoardLog(out, resume_step=step, writer=is_writer),
     )
@@ -317,13 +317,14 @@ def sync_logs(run: Run) -> None:
     run.evals.sync()
 
 
-def _peak(config: RunConfig) -> tuple[float, str]:
-    """The FLOP/s MFU divides by, and its source (measured, datasheet or the config)."""
+def _peak(config: RunConfig, mesh: Mesh) -> tuple[float, str]:
+    """The FLOP/s MFU divides by, and its source (measured, datasheet or the config): the
+    run's own devices' (a packed run on a sub-mesh counts only its slot's chips)."""
     if config.peak_flops:
         return config.peak_flops, "config"
     peak, source = device_peak_flops(config.model.compute_dtype)
-    if jax.devices()[0].platform != "cpu":
-        peak *= jax.device_count()  # CPU fake devices share one host's cores: one peak
+    if mesh.devices.flat[0].platform != "cpu":
+        peak *= mesh.size  # CPU fake devices share one host's cores: one peak
     return peak, source
 
 
