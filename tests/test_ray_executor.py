@@ -238,7 +238,10 @@ def test_a_removed_node_s_run_resumes_on_the_other_node(cluster, local_micro, tm
 def test_a_killed_driver_restarted_trains_nothing_twice(cluster, local_micro, tmp_path) -> None:
     root = tmp_path / "ray"
     driver = sweep_run(cluster, root)
-    killed = kill_when_mid_run(root, driver, lambda: os.kill(driver.pid, signal.SIGKILL))
+    # frozen first: a dead driver's task lives on until Ray notices (seconds), and could finish
+    killed = kill_when_mid_run(
+        root, driver, lambda: os.kill(driver.pid, signal.SIGKILL), freeze=True
+    )
     driver.communicate()
     before = {name: r["provenance"]["finished_at"] for name, r in results(root).items()}
     assert killed not in before
