@@ -1,12 +1,13 @@
 """A cosine sweep and its branching twin, side by side: does one trunk per size give the same
-frontier for less compute? (issue 17; `python -m analysis.branching_study COSINE BRANCHING
---out docs/study/branching`).
+frontier for less compute? (issue 17; `python -m analysis.branching_study COSINE_DATA BRANCHING_DATA
+--out docs/study/branching`, on the two sweeps' data folders from `scaling-lab sweep export`).
 
 - every shared (N, D, seed) point's loss under both, and the differences against seed noise
   (the spread between seeds of one (N, D) within each sweep);
 - Approach 2's a and b with intervals, tokens per parameter at each budget, and the
   held-out-largest-budget check, for both;
-- FLOPs spent (a branching row's `flops_spent`; C for a cosine row) and job time.
+- FLOPs spent and time, from each folder's costs.csv (every run directory, trunk segments
+  included).
 The verdict lines restate the issue's targets: a within 0.05 and each inside the other's
 interval; branching at most 50% of the cosine sweep's FLOPs. No JAX here.
 """
@@ -24,6 +25,7 @@ from analysis.approach2 import fit_approach2
 from analysis.holdout import holdout_largest
 from analysis.loading import load_sweep_dir
 
+COSTS = "costs.csv"  # experiments.run_costs writes it; read here as a plain table
 A_TOLERANCE = 0.05
 FLOP_SHARE_TARGET = 0.5
 
@@ -65,36 +67,33 @@ def fit_summary(points: pd.DataFrame, n_boot: int) -> dict[str, object]:
 
 
 def cost(path: Path) -> dict[str, float]:
-    """FLOPs (sweep convention) and time of a sweep's finished runs, read from its run
-    directories so a branching sweep's trunk segments (no rows of results.csv) count too;
-    the LR-tuning stage apart (it is the same for both)."""
-    out = dict.fromkeys(
-        ("flops_C", "flops_spent", "job_seconds", "tuning_flops", "tuning_seconds"), 0.0
-    )
-    starts, ends = [], []
-    for run in sorted((path / "runs").glob("*")):
-        try:
-            point = json.loads((run / "sweep_point.json").read_text())
-            result = json.loads((run / "result.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            continue
-        seconds = float(result.get("timing", {}).get("total_s", 0.0))
-        work = float(point.get("work_flops", point["budget_spent"]))
-        if point.get("tuning"):
-            out["tuning_flops"] += work
-            out["tuning_seconds"] += seconds
-            continue
-        out["flops_spent"] += work
-        out["job_seconds"] += seconds
-        if point.get("role", "run") != "trunk":
-            out["flops_C"] += float(point["budget_spent"])
-        finished = result.get("provenance", {}).get("finished_at")
-        if finished:
-            end = pd.Timestamp(finished).timestamp()
-            starts.append(end - seconds)
-            ends.append(end)
-    out["span_seconds"] = max(ends) - min(starts) if ends else 0.0
-    return out
+    """FLOPs (sweep convention) and time of a sweep, from the costs.csv that `scaling-lab
+    sweep export` writes (one row per run directory, so a branching sweep's trunk segments,
+    which have no row of results.csv, count too); the LR-tuning stage apart (each sweep
+    tunes with its own schedule: reported, not compared)."""
+    if not (path / COSTS).exists():
+        raise SystemExit(
+            f"{path} has no {COSTS}; export the sweep first (`scaling-lab sweep export "
+            f"SWEEP_DIR --out {path}`) and compare the data folders"
+        )
+    table = pd.read_csv(path / COSTS)
+    tuning = table["tuning"].astype(str).str.lower() == "true"
+    main, tune = table[~tuning], table[tuning]
+    ends = pd.to_datetime(main["finished_at"], utc=True)
+    starts = ends - pd.to_timedelta(main["total_s"], unit="s")
+    every_end = pd.to_datetime(table["finished_at"], utc=True)
+    every_start = every_end - pd.to_timedelta(table["total_s"], unit="s")
+    return {
+        "flops_C": float(main["flops_C"].sum(skipna=True)),
+        "flops_spent": float(main["work_flops"].sum()),
+        "job_seconds": float(main["total_s"].sum()),
+        "tuning_flops": float(tune["work_flops"].sum()),
+        "tuning_seconds": float(tune["total_s"].sum()),
+        "span_seconds": (ends.max() - starts.min()).total_seconds() if len(main) else 0.0,
+        "sweep_span_seconds": (every_end.max() - every_start.min()).total_seconds()
+        if len(table)
+        else 0.0,
+    }
 
 
 def compare(cosine_dir: Path, branching_dir: Path, n_boot: int = 1000) -> dict[str, object]:
@@ -192,8 +191,8 @@ def markdown(doc: dict[str, object]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.branching_study")
-    parser.add_argument("cosine", type=Path, help="the cosine sweep directory (cpu_study)")
-    parser.add_argument("branching", type=Path, help="its branching twin (cpu_study_branching)")
+    parser.add_argument("cosine", type=Path, help="the cosine sweep's data folder (cpu_study)")
+    parser.add_argument("branching", type=Path, help="its branching twin's (cpu_study_branching)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--bootstrap", type=int, default=1000)
     args = parser.parse_args(argv)

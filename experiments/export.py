@@ -10,6 +10,8 @@ nothing else (no checkpoints, no run directories):
                     table gives the same bytes
     sweep.toml      the sweep file;  plan.json  the solved grid
     samples.json    the text samples (when `sweep samples` wrote them)
+    costs.csv       what each run directory cost, trunk segments included
+                    (experiments.run_costs): the sweep's FLOPs and time, from plain files
     tables.json     rows and SHA-256 of both tables (of the uncompressed curves), which the
                     analysis checks, as for a sweep directory
 
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from analysis.csv_input import data_rows
 from experiments.results import CURVES_FILE, RESULTS_FILE, TABLES_FILE, TABLES_SCHEMA, read_csv
+from experiments.run_costs import COSTS_FILE, cost_rows, costs_csv
 from experiments.sweep_dir import PLAN_FILE, SWEEP_FILE
 from lab.errors import ConfigError
 
@@ -113,6 +116,7 @@ def export_sweep(sweep: str | os.PathLike, out: str | os.PathLike) -> Export:
         CURVES_GZ: gzip.compress(curves, compresslevel=9, mtime=0),
         SWEEP_FILE: (root / SWEEP_FILE).read_bytes(),
         PLAN_FILE: plan_text.encode(),
+        COSTS_FILE: costs_csv(cost_rows(root)),
     }
     if (root / SAMPLES_FILE).exists():
         files[SAMPLES_FILE] = (root / SAMPLES_FILE).read_bytes()

@@ -1,4 +1,6 @@
-"""The cosine-vs-branching comparison on made-up tables with a known answer (no JAX)."""
+"""The cosine-vs-branching comparison on made-up tables with a known answer (no JAX): run
+directories written by hand, their costs.csv by `experiments.run_costs` (as `sweep export`
+writes it), then `analysis.branching_study` reads the plain tables."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis.branching_study import compare, main
+from experiments.run_costs import COSTS_FILE, cost_rows, costs_csv
 
 
 def sweep_table(path, shift: float, branching: bool) -> None:
@@ -48,11 +51,14 @@ def sweep_table(path, shift: float, branching: bool) -> None:
         run = path / "runs" / run_id
         run.mkdir(parents=True)
         C = next((r["budget_spent"] for r in rows if r["run_id"] == run_id), 0.0)
-        point = {"budget_spent": C, "work_flops": work, "role": role, "tuning": False}
+        point = {"run_id": run_id, "N": 1e5, "budget_spent": C, "work_flops": work}
+        point |= {"role": role, "tuning": False, "steps": 100}
         (run / "sweep_point.json").write_text(json.dumps(point))
         finished = f"2026-12-06T09:{k:02d}:00+00:00"
         result = {"timing": {"total_s": 30.0}, "provenance": {"finished_at": finished}}
         (run / "result.json").write_text(json.dumps(result))
+    (path / "runs" / "unfinished").mkdir()  # no result.json: not in the ledger
+    (path / COSTS_FILE).write_bytes(costs_csv(cost_rows(path)))
 
 
 def test_same_surface_gives_the_same_frontier_and_the_flop_share(tmp_path) -> None:
@@ -90,3 +96,11 @@ def test_same_surface_gives_the_same_frontier_and_the_flop_share(tmp_path) -> No
     assert (
         "= 40.0% (met: <= 50%)" in report and report.count("| 1e+12 |") == 6 + 1
     )  # 6 shared points, 1 tokens/param row
+
+
+def test_a_folder_without_costs_is_refused_in_one_line(tmp_path) -> None:
+    sweep_table(tmp_path / "cosine", 0.02, branching=False)
+    sweep_table(tmp_path / "branching", 0.02, branching=True)
+    (tmp_path / "branching" / COSTS_FILE).unlink()
+    with pytest.raises(SystemExit, match=r"has no costs\.csv; export the sweep first"):
+        compare(tmp_path / "cosine", tmp_path / "branching", n_boot=10)

@@ -30,6 +30,7 @@ from analysis.synthetic import isoflop_grid
 from analysis.table_format import with_ci
 from experiments.export import export_sweep
 from experiments.results import CURVE_COLUMNS, RESULT_COLUMNS, write_tables
+from experiments.run_costs import COST_COLUMNS
 from lab.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,6 +197,7 @@ def test_export_writes_a_checked_self_contained_data_folder(tmp_path):
     out = tmp_path / "data"
     done = export_sweep(sweep, out)
     assert sorted(p.name for p in out.iterdir()) == [
+        "costs.csv",  # here header only: this sweep has tables but no run directories
         "curves.csv.gz",
         "plan.json",
         "results.csv",
@@ -203,6 +205,7 @@ def test_export_writes_a_checked_self_contained_data_folder(tmp_path):
         "tables.json",
     ]
     assert (out / "results.csv").read_bytes() == (sweep / "results.csv").read_bytes()
+    assert (out / "costs.csv").read_text() == ",".join(COST_COLUMNS) + "\n"
     curves = gzip.decompress((out / "curves.csv.gz").read_bytes())
     assert curves == (sweep / "curves.csv").read_bytes()
     manifest = json.loads((out / "tables.json").read_text())["files"]
