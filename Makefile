@@ -25,12 +25,14 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
-## study: the two CPU studies of docs/study (about 1.5 h on 2 cores; resumable), their data
+## study: the CPU studies of docs/study (about 2.5 h on 2 cores; resumable), their data
 ## folders docs/study/<study>/data (sweep export), then their reports from those folders
 study: $(STAMP)
 	$(BIN)/scaling-lab sweep run cpu_study --out runs/cpu_study
 	$(BIN)/scaling-lab sweep samples runs/cpu_study --prompt "def "
 	$(BIN)/scaling-lab sweep export runs/cpu_study --out docs/study/stdlib/data
+	$(BIN)/scaling-lab sweep run cpu_study_branching --out runs/cpu_study_branching
+	$(BIN)/scaling-lab sweep export runs/cpu_study_branching --out docs/study/branching/data
 	$(BIN)/scaling-lab sweep run cpu_study_synthetic --out runs/cpu_study_synthetic
 	$(BIN)/scaling-lab sweep export runs/cpu_study_synthetic --out docs/study/synthetic/data
 	$(MAKE) study-reports
@@ -41,6 +43,8 @@ study: $(STAMP)
 study-reports: $(STAMP)
 	test ! -d docs/study/stdlib/data || $(BIN)/scaling-lab report docs/study/stdlib/data/results.csv --out docs/study/stdlib --holdout-largest --markdown-only
 	test ! -d docs/study/synthetic/data || $(BIN)/scaling-lab report docs/study/synthetic/data/results.csv --out docs/study/synthetic --holdout-largest --markdown-only
+	test ! -d docs/study/branching/data || $(BIN)/scaling-lab report docs/study/branching/data/results.csv --out docs/study/branching/fit --holdout-largest --markdown-only
+	test ! -d docs/study/branching/data || $(BIN)/python -m analysis.branching_study docs/study/stdlib/data docs/study/branching/data --out docs/study/branching
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -107,6 +107,34 @@ def test_committed_study_report_regenerates(data, tmp_path):
     )
 
 
+def makefile_comparison() -> list[str] | None:
+    """The `python -m analysis.branching_study ...` arguments of study-reports, if any."""
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if "-m analysis.branching_study" in line:
+            return shlex.split(line.split("-m analysis.branching_study", 1)[1])
+    return None
+
+
+@pytest.mark.skipif(
+    not (ROOT / "docs/study/branching/data/sweep.toml").exists(),
+    reason="no docs/study/branching/data committed yet (`make study` exports it)",
+)
+def test_committed_branching_comparison_regenerates(tmp_path):
+    from analysis import branching_study
+
+    argv = makefile_comparison()
+    assert argv is not None, "the Makefile's study-reports target has no branching_study line"
+    i = argv.index("--out")
+    committed = (ROOT / argv[i + 1] / "report.md").read_text()
+    with contextlib.chdir(ROOT), contextlib.redirect_stdout(io.StringIO()):
+        branching_study.main([*argv[:i], "--out", str(tmp_path), *argv[i + 2 :]])
+    mismatches = report_mismatches(committed, (tmp_path / "report.md").read_text())
+    assert not mismatches, (
+        "docs/study/branching/report.md no longer follows from the committed data; if meant, "
+        "run `make study-reports` and commit it:\n  " + "\n  ".join(mismatches[:10])
+    )
+
+
 # --- the same machinery on a data folder made here ------------------------------------------
 
 
