@@ -22,6 +22,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from experiments.sweep_dir import POINT_FILE, runs_root
+from lab import run_dir
+
 COSTS_FILE = "costs.csv"
 COST_COLUMNS = (
     "run_id",
@@ -57,15 +60,17 @@ def cost_row(point: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
 
 
 def cost_rows(sweep: Path) -> list[dict[str, Any]]:
-    """Rows of every finished run directory under `sweep/runs`, by run id."""
+    """Rows of every finished run directory under the sweep's runs/, by run id."""
+    runs = runs_root(sweep)
     rows = []
-    for run in sorted((sweep / "runs").glob("*")):
+    for run in sorted(runs.iterdir()) if runs.exists() else []:
         try:
-            point = json.loads((run / "sweep_point.json").read_text())
-            result = json.loads((run / "result.json").read_text())
-        except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-            continue  # unfinished (or damaged: the sweep retrains it, and export refuses)
-        rows.append(cost_row(point, result))
+            point = json.loads((run / POINT_FILE).read_text())
+            result = run_dir.read_result(run)
+        except (FileNotFoundError, NotADirectoryError, run_dir.DamagedRunError):
+            continue  # not a run, or damaged: the sweep retrains it (and export refuses)
+        if result is not None:  # unfinished otherwise
+            rows.append(cost_row(point, result))
     return rows
 
 
