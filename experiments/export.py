@@ -32,8 +32,9 @@ from pathlib import Path
 from analysis.csv_input import data_rows
 from experiments.results import CURVES_FILE, RESULTS_FILE, TABLES_FILE, TABLES_SCHEMA, read_csv
 from experiments.run_costs import COSTS_FILE, cost_rows, costs_csv
-from experiments.sweep_dir import PLAN_FILE, SWEEP_FILE
+from experiments.sweep_dir import PLAN_FILE, SWEEP_FILE, run_state
 from lab.errors import ConfigError
+from lab.run_status import FINISHED
 
 SAMPLES_FILE = "samples.json"
 CURVES_GZ = CURVES_FILE + ".gz"
@@ -70,9 +71,18 @@ def _checked_table(root: Path, name: str, manifest: dict) -> bytes:
 
 
 def _check_finished(root: Path, plan: dict) -> None:
-    """Every run of plan.json has a row in results.csv (done, diverged or failed)."""
+    """Every run of plan.json has a row in results.csv (done, diverged or failed), and every
+    trunk segment of a branching sweep (no point of the study: no row) its result."""
     recorded = {row["run_id"] for row in read_csv(root / RESULTS_FILE)}
-    missing = [p["run_id"] for p in plan.get("points", []) if p["run_id"] not in recorded]
+    missing = [
+        p["run_id"]
+        for p in plan.get("points", [])
+        if (
+            run_state(root, p["run_id"]) not in FINISHED
+            if p.get("role") == "trunk"
+            else p["run_id"] not in recorded
+        )
+    ]
     if missing:
         raise ConfigError(
             f"{root}: {len(missing)} of {len(plan.get('points', []))} planned runs have no "

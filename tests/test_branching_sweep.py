@@ -20,16 +20,20 @@ from pathlib import Path
 
 import pytest
 
+from analysis import branching_study
 from analysis.loading import load_sweep_dir
 from experiments.branch_plan import branch_plan_lines
 from experiments.branching import TRUNK_PREFIX, branch_grid
+from experiments.export import export_sweep
 from experiments.grid import solve_grid
 from experiments.options import RunnerOptions
 from experiments.plan import fixed_throughput
 from experiments.results import COOLDOWNS_PREFIX, read_csv
+from experiments.run_costs import cost_rows
 from experiments.runner import run_sweep
 from experiments.sweep_dir import read_plan
 from experiments.sweep_file import SweepError, load_sweep, parse_sweep
+from lab.errors import ConfigError
 from lab.train import train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,6 +132,21 @@ def test_sweep_trains_branches_equal_to_standalone_runs(tmp_path) -> None:
         assert int(row["start_step"]) == point["start_step"] > 0
     total_spent = sum(float(r["flops_spent"]) for r in rows)
     assert total_spent == pytest.approx(sum(p["work_flops"] for p in plan.values()))
+    # the ledger (costs.csv, every run directory): trunk segments' FLOPs are in it, and the
+    # branches' trunk shares add up to them; the comparison reads it from the exported folder
+    ledger = cost_rows(out)
+    assert sorted(r["role"] for r in ledger) == ["branch"] * 4 + ["trunk"] * 4
+    assert sum(r["work_flops"] for r in ledger) == pytest.approx(total_spent)
+    export_sweep(out, tmp_path / "data")
+    cost = branching_study.cost(tmp_path / "data")
+    assert cost["flops_spent"] == pytest.approx(total_spent)
+    assert cost["flops_C"] == pytest.approx(sum(float(r["budget_spent"]) for r in rows))
+    assert cost["job_seconds"] == pytest.approx(sum(r["total_s"] for r in ledger))
+    segment = out / "runs" / next(r["run_id"] for r in ledger if r["role"] == "trunk")
+    (segment / "result.json").rename(segment / "result.json.aside")  # a segment unfinished
+    with pytest.raises(ConfigError, match=r"1 of 8 planned runs have no result yet"):
+        export_sweep(out, tmp_path / "data2")
+    (segment / "result.json.aside").rename(segment / "result.json")
     curves = read_csv(out / "curves.csv")
     ids = {r["run_id"] for r in curves}
     assert {i for i in ids if i.startswith(TRUNK_PREFIX)} == {p["trunk"] for p in plan.values()}
