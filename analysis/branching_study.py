@@ -156,7 +156,9 @@ def markdown(doc: dict[str, object]) -> str:
         f"- job time: {c['branching']['job_seconds'] / 60:.1f} vs "
         f"{c['cosine']['job_seconds'] / 60:.1f} minutes summed over runs (trunk segments "
         f"included), first start to last finish {c['branching']['span_seconds'] / 60:.1f} vs "
-        f"{c['cosine']['span_seconds'] / 60:.1f} minutes; the LR-tuning stage apart: "
+        f"{c['cosine']['span_seconds'] / 60:.1f} minutes (with the LR-tuning stage "
+        f"{c['branching']['sweep_span_seconds'] / 60:.1f} vs "
+        f"{c['cosine']['sweep_span_seconds'] / 60:.1f}); the LR-tuning stage apart: "
         f"{c['branching']['tuning_flops']:.3g} vs {c['cosine']['tuning_flops']:.3g} FLOPs",
         f"- {doc['shared_points']} shared points: loss difference (branching - cosine) mean "
         f"{doc['difference']['mean']:+.4f}, median |d| {doc['difference']['median_abs']:.4f}, "
@@ -179,14 +181,34 @@ def markdown(doc: dict[str, object]) -> str:
     for tc, tb in zip(
         f["cosine"]["tokens_per_param"], f["branching"]["tokens_per_param"], strict=False
     ):
-        lines.append(
-            f"| {tc['C']:.3g} | {tc['value']:.1f} {tc.get('ci', '')} | {tb['value']:.1f} {tb.get('ci', '')} |"
-        )
+        lines.append(f"| {tc['C']:.3g} | {_with_ci(tc)} | {_with_ci(tb)} |")
+    lines += [
+        "",
+        "Held out: the largest budget, predicted from the others (targets: loss within 2%, "
+        "N_opt within 1.5x)",
+        "",
+        "| sweep | fit | N_opt predicted | measured | ratio | loss predicted | measured | error |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name in ("cosine", "branching"):
-        lines.append(
-            f"\nheld-out largest budget ({name}): `{json.dumps(f[name]['holdout'], default=float)}`"
-        )
+        held = f[name]["holdout"]
+        if "predictions" not in held:
+            lines.append(f"| {name} | - | {held.get('error', 'not available')} |  |  |  |  |  |")
+            continue
+        measured = held["measured"]
+        for fit, pred in held["predictions"].items():
+            lines.append(
+                f"| {name} | {fit} | {pred['N_opt']:.3g} | {measured['N_opt']:.3g} | "
+                f"{pred['N_opt_ratio']:.2f} | {pred['loss']:.4f} | {measured['loss']:.4f} | "
+                f"{pred['loss_rel_error']:+.2%} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+def _with_ci(entry: dict) -> str:
+    """'value [lo, hi]' of a tokens-per-parameter entry (no interval: the value alone)."""
+    ci = entry.get("ci")
+    return f"{entry['value']:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else f"{entry['value']:.1f}"
 
 
 def main(argv: list[str] | None = None) -> int:
