@@ -24,14 +24,14 @@ from experiments.claims import ClaimStore
 from experiments.grid import Grid, GridPoint
 from experiments.options import RunnerOptions
 from experiments.ray_tasks import RunTask
-from experiments.results import rebuild_tables, update_tables
+from experiments.results import rebuild_tables
 from experiments.runner import (
     WorkerReport,
     all_finished,
-    announce,
     execution_order,
     is_finished,
     prepare,
+    publish,
     run_tuning_stage,
 )
 from experiments.sweep_file import SweepSpec
@@ -188,8 +188,7 @@ def _record(
         report.trained.append(point.run_id)
     if status == "diverged":
         report.diverged.append(point.run_id)
-    update_tables(out, point.run_id)
-    announce(out, grid, point, WORKER)
+    publish(out, grid, point, WORKER)
 
 
 class _Bar:

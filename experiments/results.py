@@ -22,7 +22,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from experiments.sweep_dir import FAILURE_FILE, POINT_FILE, run_path, runs_root
+from experiments.sweep_dir import FAILURE_FILE, read_run, run_path, runs_root
 from lab import run_dir
 from lab.run_status import RunStatus
 from lab.runtime.atomic_io import as_path, is_remote, write_json_atomic, write_text_atomic
@@ -228,13 +228,11 @@ def curve_rows(point: dict[str, Any], result: dict[str, Any]) -> list[dict[str, 
 def run_rows(run) -> tuple[dict[str, str] | None, list[dict[str, str]]]:
     """(results row or None if unfinished, curve rows) of one run directory."""
     try:
-        point = json.loads((run / POINT_FILE).read_text())
-    except FileNotFoundError:
-        return None, []
-    try:
-        result = run_dir.read_result(run)
+        point, result = read_run(run)
     except run_dir.DamagedRunError:
         return None, []  # unfinished until retrained; `sweep status` names it
+    if point is None:
+        return None, []
     if result is not None:
         if point.get("role") == "trunk":  # not a point of the study: its curve only
             return None, curve_rows(point, result)

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
-from experiments.sweep_dir import POINT_FILE, runs_root
+from experiments.sweep_dir import read_run, runs_root
 from lab import run_dir
 
 COSTS_FILE = "costs.csv"
@@ -65,11 +64,10 @@ def cost_rows(sweep: Path) -> list[dict[str, Any]]:
     rows = []
     for run in sorted(runs.iterdir()) if runs.exists() else []:
         try:
-            point = json.loads((run / POINT_FILE).read_text())
-            result = run_dir.read_result(run)
-        except (FileNotFoundError, NotADirectoryError, run_dir.DamagedRunError):
-            continue  # not a run, or damaged: the sweep retrains it (and export refuses)
-        if result is not None:  # unfinished otherwise
+            point, result = read_run(run)
+        except run_dir.DamagedRunError:
+            continue  # the sweep retrains it (and export refuses the sweep)
+        if point is not None and result is not None:  # a finished run
             rows.append(cost_row(point, result))
     return rows
 

@@ -209,8 +209,7 @@ def worker_loop(out: str, spec: SweepSpec, grid: Grid, options: RunnerOptions) -
                         claims.release(point.run_id)
             if leader:
                 for point in points:
-                    update_tables(out, point.run_id)
-                    announce(out, grid, point, name)
+                    publish(out, grid, point, name)
     finally:
         claims.stop()
     return _skipped(report, grid)
@@ -256,8 +255,7 @@ def _packed(
     def finish(point: GridPoint, trained: bool) -> None:
         claims.release(point.run_id)
         if trained:
-            update_tables(out, point.run_id)
-            announce(out, grid, point, name)
+            publish(out, grid, point, name)
 
     packed_loop(
         choose=lambda: _choose(out, order, claims, options, since),
@@ -386,6 +384,12 @@ def run_one(
 
 def all_finished(out: str, grid: Grid) -> bool:
     return all(sweep_dir.run_state(out, p.run_id) in FINISHED for p in grid.points)
+
+
+def publish(out: str, grid: Grid, point: GridPoint, worker: str) -> None:
+    """A run this worker ended: its rows into the tables, and its line."""
+    update_tables(out, point.run_id)
+    announce(out, grid, point, worker)
 
 
 def announce(out: str, grid: Grid, point: GridPoint, worker: str) -> None:

@@ -136,6 +136,16 @@ def damaged_runs(root: str | os.PathLike) -> list[str]:
     return sorted(p.name for p in runs.iterdir() if run_dir.read_status(p) == RunStatus.DAMAGED)
 
 
+def read_run(run) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(sweep_point.json, result.json) of one run directory: (None, None) without a point
+    record, result None while unfinished; run_dir.DamagedRunError if the result is unreadable."""
+    try:
+        point = json.loads((run / POINT_FILE).read_text())
+    except (FileNotFoundError, NotADirectoryError):
+        return None, None
+    return point, run_dir.read_result(run)
+
+
 def prepare_for_training(root: str | os.PathLike, point: GridPoint, convention: str) -> None:
     """Before (re)training `point`: a diverged run is moved aside, a failure record cleared
     (the caller retries such runs only when asked), and the point's record written."""

@@ -40,3 +40,40 @@ def data_config(tmp_path_factory):
     )
     load_corpus(config)
     return config
+
+
+class TrainCalls:
+    """What `lab.train.train` was called with while `train_calls` watched: each call's device
+    ids, in call order, and the most calls running at once (packed runs overlap)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.devices: list[tuple[int, ...]] = []
+        self.most_at_once = 0
+        self._running = 0
+        self._lock = threading.Lock()
+
+    def wrap(self, real_train):
+        def counting_train(config, out, **kwargs):
+            with self._lock:
+                self.devices.append(tuple(d.id for d in kwargs["devices"]))
+                self._running += 1
+                self.most_at_once = max(self.most_at_once, self._running)
+            try:
+                return real_train(config, out, **kwargs)
+            finally:
+                with self._lock:
+                    self._running -= 1
+
+        return counting_train
+
+
+@pytest.fixture
+def train_calls(monkeypatch) -> TrainCalls:
+    """`lab.train.train` replaced by a recording wrapper (`monkeypatch.undo()` restores it)."""
+    import lab.train
+
+    calls = TrainCalls()
+    monkeypatch.setattr("lab.train.train", calls.wrap(lab.train.train))
+    return calls

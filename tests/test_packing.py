@@ -3,8 +3,6 @@ ending bitwise where the same run alone on 2 devices ends; the packing rule and 
 
 from __future__ import annotations
 
-import threading
-
 import jax
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from lab.train import train
 
 
 def test_four_runs_on_two_device_sub_meshes_equal_each_run_alone(
-    tmp_path, data_config, monkeypatch
+    tmp_path, data_config, monkeypatch, train_calls
 ):
     configs = [
         tiny_run(
@@ -26,28 +24,11 @@ def test_four_runs_on_two_device_sub_meshes_equal_each_run_alone(
         )
         for s, lr in enumerate((1e-2, 3e-3, 2e-2, 5e-3))
     ]
-    seen: list[tuple[int, ...]] = []
-    running, most = [0], [0]
-    lock = threading.Lock()
-    real_train = train
-
-    def counting_train(config, out, **kwargs):  # records each run's devices and the overlap
-        with lock:
-            seen.append(tuple(d.id for d in kwargs["devices"]))
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        try:
-            return real_train(config, out, **kwargs)
-        finally:
-            with lock:
-                running[0] -= 1
-
-    monkeypatch.setattr("lab.train.train", counting_train)
     packed = train_packed(
         configs, [tmp_path / f"p{i}" for i in range(4)], devices_per_run=2, compilation_cache=None
     )
-    assert sorted(seen) == [(0, 1), (2, 3), (4, 5), (6, 7)]  # every slot used once
-    assert most[0] == 4  # all four at the same time
+    assert sorted(train_calls.devices) == [(0, 1), (2, 3), (4, 5), (6, 7)]  # every slot once
+    assert train_calls.most_at_once == 4  # all four at the same time
     monkeypatch.undo()
     for i, config in enumerate(configs):
         alone = train(

@@ -5,7 +5,6 @@ ends bitwise where the same run alone on 2 devices ends."""
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import jax
@@ -24,33 +23,19 @@ MICRO = (REPO / "experiments" / "configs" / "micro.toml").read_text()
 OPTIONS = RunnerOptions(jobs=1, progress=False, compilation_cache=None, heartbeat_s=1.0)
 
 
-def test_the_runner_trains_runs_side_by_side_on_two_device_sub_meshes(tmp_path, monkeypatch):
+def test_the_runner_trains_runs_side_by_side_on_two_device_sub_meshes(
+    tmp_path, monkeypatch, train_calls
+):
     assert jax.device_count() == 8
     sweep_file = tmp_path / "micro.toml"
     sweep_file.write_text(MICRO + '\n[packing]\ngroup = "never"\ndevices_per_run = 2\n')
-    blocks: list[tuple[int, ...]] = []
-    running, most = [0], [0]
-    lock = threading.Lock()
-    real_train = train
-
-    def counting_train(config, out, **kwargs):  # each run's devices, and how many at once
-        with lock:
-            blocks.append(tuple(d.id for d in kwargs["devices"]))
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        try:
-            return real_train(config, out, **kwargs)
-        finally:
-            with lock:
-                running[0] -= 1
-
-    monkeypatch.setattr("lab.train.train", counting_train)
     out = tmp_path / "out"
     report = run_sweep(str(sweep_file), str(out), OPTIONS)
     monkeypatch.undo()
     assert report.exit_code == 0 and len(report.trained) == 6 and not report.failed
+    blocks = train_calls.devices
     assert len(blocks) == 6 and set(blocks) <= {(0, 1), (2, 3), (4, 5), (6, 7)}
-    assert most[0] >= 2  # side by side, not one after another
+    assert train_calls.most_at_once >= 2  # side by side, not one after another
     rows = sweep_dir.read_plan(out)["points"]
     assert (out / "results.csv").read_text().count("\n") == 1 + len(rows)  # every run tabled
     for point in rows[:2]:
