@@ -25,7 +25,7 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
-## study: the CPU studies of docs/study (about 2.5 h on 2 cores; resumable), their data
+## study: the CPU studies of docs/study (about 3.5 h on 2 cores; resumable), their data
 ## folders docs/study/<study>/data (sweep export), then their reports from those folders
 study: $(STAMP)
 	$(BIN)/scaling-lab sweep run cpu_study --out runs/cpu_study
@@ -33,6 +33,10 @@ study: $(STAMP)
 	$(BIN)/scaling-lab sweep export runs/cpu_study --out docs/study/stdlib/data
 	$(BIN)/scaling-lab sweep run cpu_study_branching --out runs/cpu_study_branching
 	$(BIN)/scaling-lab sweep export runs/cpu_study_branching --out docs/study/branching/data
+	$(BIN)/scaling-lab sweep run cpu_dense --out runs/cpu_dense
+	$(BIN)/scaling-lab sweep export runs/cpu_dense --out docs/study/dense/cosine/data
+	$(BIN)/scaling-lab sweep run cpu_dense_branching --out runs/cpu_dense_branching
+	$(BIN)/scaling-lab sweep export runs/cpu_dense_branching --out docs/study/dense/branching/data
 	$(BIN)/scaling-lab sweep run cpu_study_synthetic --out runs/cpu_study_synthetic
 	$(BIN)/scaling-lab sweep export runs/cpu_study_synthetic --out docs/study/synthetic/data
 	$(MAKE) study-reports
@@ -45,6 +49,9 @@ study-reports: $(STAMP)
 	test ! -d docs/study/synthetic/data || $(BIN)/scaling-lab report docs/study/synthetic/data/results.csv --out docs/study/synthetic --holdout-largest --markdown-only
 	test ! -d docs/study/branching/data || $(BIN)/scaling-lab report docs/study/branching/data/results.csv --out docs/study/branching/fit --holdout-largest --markdown-only
 	test ! -d docs/study/branching/data || $(BIN)/python -m analysis.branching_study docs/study/stdlib/data docs/study/branching/data --out docs/study/branching
+	test ! -d docs/study/dense/cosine/data || $(BIN)/scaling-lab report docs/study/dense/cosine/data/results.csv --out docs/study/dense/cosine --holdout-largest --markdown-only
+	test ! -d docs/study/dense/branching/data || $(BIN)/scaling-lab report docs/study/dense/branching/data/results.csv --out docs/study/dense/branching --holdout-largest --markdown-only
+	test ! -d docs/study/dense/branching/data || $(BIN)/python -m analysis.branching_study docs/study/dense/cosine/data docs/study/dense/branching/data --out docs/study/dense
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from analysis.loading import load_sweep_dir
 COSTS = "costs.csv"  # experiments.run_costs writes it; read here as a plain table
 A_TOLERANCE = 0.05
 FLOP_SHARE_TARGET = 0.5
+DEFAULT_COOLDOWN = 0.2  # lab.optim's default cooldown_fraction
 
 
 def shared_points(cosine: pd.DataFrame, branching: pd.DataFrame) -> pd.DataFrame:
@@ -66,6 +68,27 @@ def fit_summary(points: pd.DataFrame, n_boot: int) -> dict[str, object]:
     return out
 
 
+def sweep_file(path: Path) -> dict:
+    """The data folder's sweep.toml (what `sweep export` copies), or {} without one."""
+    try:
+        return tomllib.loads((path / "sweep.toml").read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def grid_flop_share(points: pd.DataFrame, cooldown_fraction: float) -> float:
+    """The least share of one-run-per-point FLOPs that branching can train on this grid.
+
+    Each (N, seed) trains one trunk to (1 - f) of its largest D, then a cooldown of f x D per
+    point, so it costs 6N [(1 - f) max D + f sum D] against 6N sum D for one run per point:
+    a size whose FLOPs sit in its largest budget saves little whatever the code does."""
+    f = cooldown_fraction
+    per_trunk = points.groupby(["N", "seed"])["D"].agg(["max", "sum"])
+    n = per_trunk.index.get_level_values("N").to_numpy(dtype=float)
+    branching = n * ((1 - f) * per_trunk["max"] + f * per_trunk["sum"])
+    return float(branching.sum() / (n * per_trunk["sum"]).sum())
+
+
 def cost(path: Path) -> dict[str, float]:
     """FLOPs (sweep convention) and time of a sweep, from the costs.csv that `scaling-lab
     sweep export` writes (one row per run directory, so a branching sweep's trunk segments,
@@ -96,6 +119,11 @@ def cost(path: Path) -> dict[str, float]:
     }
 
 
+def sweep_name(path: Path) -> str:
+    """The sweep's name from its sweep.toml, else the folder's."""
+    return sweep_file(path).get("sweep", {}).get("name", path.name)
+
+
 def compare(cosine_dir: Path, branching_dir: Path, n_boot: int = 1000) -> dict[str, object]:
     sweeps = {"cosine": load_sweep_dir(cosine_dir), "branching": load_sweep_dir(branching_dir)}
     shared = shared_points(sweeps["cosine"].points, sweeps["branching"].points)
@@ -105,7 +133,18 @@ def compare(cosine_dir: Path, branching_dir: Path, n_boot: int = 1000) -> dict[s
     a_c, a_b = fits["cosine"]["a"], fits["branching"]["a"]
     ci_c, ci_b = fits["cosine"]["ci"].get("a"), fits["branching"]["ci"].get("a")
     share = costs["branching"]["flops_spent"] / costs["cosine"]["flops_spent"]
+    names = {"cosine": sweep_name(cosine_dir), "branching": sweep_name(branching_dir)}
+    cooldown = (
+        sweep_file(branching_dir).get("optimizer", {}).get("cooldown_fraction", DEFAULT_COOLDOWN)
+    )
+    points = sweeps["cosine"].points
     return {
+        "names": names,
+        "grid_flop_share": {
+            "cooldown_fraction": cooldown,
+            "at_cooldown": grid_flop_share(points, cooldown),
+            "no_cooldown": grid_flop_share(points, 0.0),
+        },
         "shared_points": len(shared),
         "difference": {
             "mean": float(shared["difference"].mean()),
@@ -133,7 +172,8 @@ def compare(cosine_dir: Path, branching_dir: Path, n_boot: int = 1000) -> dict[s
 
 def markdown(doc: dict[str, object]) -> str:
     """report.md: the verdict, the fits side by side, then every shared point."""
-    v, f, c = doc["verdict"], doc["fits"], doc["cost"]
+    v, f, c, g = doc["verdict"], doc["fits"], doc["cost"], doc["grid_flop_share"]
+    names = doc["names"]
 
     def ci(name: str, key: str) -> str:
         lo_hi = f[name]["ci"].get(key)
@@ -144,7 +184,7 @@ def markdown(doc: dict[str, object]) -> str:
         )
 
     lines = [
-        "# cpu_study (cosine) vs cpu_study_branching (WSD trunks + cooldown branches)",
+        f"# {names['cosine']} (cosine) vs {names['branching']} (WSD trunks + cooldown branches)",
         "",
         f"- a: {ci('cosine', 'a')} vs {ci('branching', 'a')}; difference {v['a_difference']:.3f} "
         f"({'met' if v['a_within_tolerance'] else 'NOT met'}: <= {A_TOLERANCE}); each inside "
@@ -152,7 +192,10 @@ def markdown(doc: dict[str, object]) -> str:
         f"- b: {ci('cosine', 'b')} vs {ci('branching', 'b')}",
         f"- FLOPs trained (tuning apart): {c['branching']['flops_spent']:.3g} vs "
         f"{c['cosine']['flops_spent']:.3g} "
-        f"= {v['flop_share']:.1%} ({'met' if v['flop_share_met'] else 'NOT met'}: <= 50%)",
+        f"= {v['flop_share']:.1%} ({'met' if v['flop_share_met'] else 'NOT met'}: <= 50%); "
+        f"this grid's floor: {g['at_cooldown']:.1%} with a {g['cooldown_fraction']:.0%} "
+        f"cooldown, {g['no_cooldown']:.1%} with none (each size and seed's largest point "
+        "costs a whole trunk either way)",
         f"- job time: {c['branching']['job_seconds'] / 60:.1f} vs "
         f"{c['cosine']['job_seconds'] / 60:.1f} minutes summed over runs (trunk segments "
         f"included), first start to last finish {c['branching']['span_seconds'] / 60:.1f} vs "

@@ -1,7 +1,7 @@
 """Why grouping runs does not pay on a CPU core: the per-token rate of one core falls as a
 step's batch grows, and a group of R runs is a step R times larger.
 
-    python bench/group_scaling.py            # ~1 min, one core (single-threaded XLA)
+    python bench/group_scaling.py            # ~2 min, one core (single-threaded XLA)
 
 For each size (cpu_study's shapes at ~2e4, ~4e4, ~1e5 parameters and its batch of 8), the
 forward + backward pass (`jax.value_and_grad(lab.train_step.loss_fn)`, the step's dominant

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.branching_study import compare, main
+from analysis.branching_study import compare, grid_flop_share, main
 from experiments.run_costs import COSTS_FILE, cost_rows, costs_csv
 
 
@@ -93,6 +93,7 @@ def test_same_surface_gives_the_same_frontier_and_the_flop_share(tmp_path) -> No
         == 0
     )
     report = (tmp_path / "o" / "report.md").read_text()
+    assert report.startswith("# cosine (cosine) vs branching (WSD")  # no sweep.toml: folders
     assert (
         "= 40.0% (met: <= 50%)" in report and report.count("| 1e+12 |") == 6 + 1
     )  # 6 shared points, 1 tokens/param row
@@ -104,3 +105,14 @@ def test_a_folder_without_costs_is_refused_in_one_line(tmp_path) -> None:
     (tmp_path / "branching" / COSTS_FILE).unlink()
     with pytest.raises(SystemExit, match=r"has no costs\.csv; export the sweep first"):
         compare(tmp_path / "cosine", tmp_path / "branching", n_boot=10)
+
+
+def test_grid_flop_share_is_the_trunk_arithmetic() -> None:
+    """Trunk (N=1, seed 0) with D = 1, 2, 4 and trunk (N=10, seed 0) with D = 3 alone: at
+    f = 0.2 branching costs 0.8 x 4 + 0.2 x 7 = 4.6 and 10 x 3 = 30 (a lone point gains
+    nothing) against 7 + 30 = 37 as one run per point."""
+    points = pd.DataFrame({"N": [1, 1, 1, 10], "D": [1, 2, 4, 3], "seed": [0, 0, 0, 0]})
+    assert grid_flop_share(points, 0.2) == pytest.approx((4.6 + 30) / 37)
+    assert grid_flop_share(points, 0.0) == pytest.approx((4 + 30) / 37)
+    seeds = points.assign(seed=[0, 1, 0, 0])  # seed 1 (D = 2) is its own trunk
+    assert grid_flop_share(seeds, 0.0) == pytest.approx((4 + 2 + 30) / 37)  # D=2 alone

@@ -34,7 +34,7 @@ from experiments.run_costs import COST_COLUMNS
 from lab.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-STUDY_DATA = sorted(p.parent for p in (ROOT / "docs" / "study").glob("*/data/sweep.toml"))
+STUDY_DATA = sorted(p.parent for p in (ROOT / "docs" / "study").glob("**/data/sweep.toml"))
 NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?%?")
 UNCOMPARED = ("| generated |",)  # the provenance row with the time the report was written
 TRUTH = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann's
@@ -93,7 +93,7 @@ def regenerate(argv: list[str], root: Path, out: Path) -> tuple[str, str]:
             ),
         )
     ],
-    ids=lambda p: p.parent.name if p else "none",
+    ids=lambda p: str(p.parent.relative_to(ROOT / "docs" / "study")) if p else "none",
 )
 def test_committed_study_report_regenerates(data, tmp_path):
     rel = str(data.relative_to(ROOT))
@@ -107,30 +107,41 @@ def test_committed_study_report_regenerates(data, tmp_path):
     )
 
 
-def makefile_comparison() -> list[str] | None:
-    """The `python -m analysis.branching_study ...` arguments of study-reports, if any."""
-    for line in (ROOT / "Makefile").read_text().splitlines():
-        if "-m analysis.branching_study" in line:
-            return shlex.split(line.split("-m analysis.branching_study", 1)[1])
-    return None
+def makefile_comparisons() -> list[list[str]]:
+    """The `python -m analysis.branching_study ...` arguments of each study-reports line."""
+    return [
+        shlex.split(line.split("-m analysis.branching_study", 1)[1])
+        for line in (ROOT / "Makefile").read_text().splitlines()
+        if "-m analysis.branching_study" in line
+    ]
 
 
-@pytest.mark.skipif(
-    not (ROOT / "docs/study/branching/data/sweep.toml").exists(),
-    reason="no docs/study/branching/data committed yet (`make study` exports it)",
-)
-def test_committed_branching_comparison_regenerates(tmp_path):
+COMPARISONS = makefile_comparisons()
+
+
+def test_the_makefile_compares_each_committed_branching_study() -> None:
+    outs = {argv[argv.index("--out") + 1] for argv in COMPARISONS}
+    committed = {
+        str(p.parent.relative_to(ROOT))
+        for p in (ROOT / "docs/study").glob("*/summary.json")
+        if '"verdict"' in p.read_text()  # analysis.branching_study's summary
+    }
+    assert committed <= outs, f"study-reports does not regenerate {sorted(committed - outs)}"
+
+
+@pytest.mark.parametrize("argv", COMPARISONS, ids=lambda argv: argv[argv.index("--out") + 1])
+def test_committed_branching_comparison_regenerates(argv: list[str], tmp_path) -> None:
     from analysis import branching_study
 
-    argv = makefile_comparison()
-    assert argv is not None, "the Makefile's study-reports target has no branching_study line"
     i = argv.index("--out")
+    if not all((ROOT / folder / "sweep.toml").exists() for folder in argv[:2]):
+        pytest.skip(f"{argv[:2]} not committed yet (`make study` exports them)")
     committed = (ROOT / argv[i + 1] / "report.md").read_text()
     with contextlib.chdir(ROOT), contextlib.redirect_stdout(io.StringIO()):
         branching_study.main([*argv[:i], "--out", str(tmp_path), *argv[i + 2 :]])
     mismatches = report_mismatches(committed, (tmp_path / "report.md").read_text())
     assert not mismatches, (
-        "docs/study/branching/report.md no longer follows from the committed data; if meant, "
+        f"{argv[i + 1]}/report.md no longer follows from the committed data; if meant, "
         "run `make study-reports` and commit it:\n  " + "\n  ".join(mismatches[:10])
     )
 

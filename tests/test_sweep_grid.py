@@ -153,6 +153,31 @@ def test_cpu_presets_meet_the_issue_minimums() -> None:
     assert any(p.extra_seed for p in grid.points)
 
 
+@pytest.mark.parametrize(
+    ("cosine", "branching", "share"),
+    [
+        ("cpu_study", "cpu_study_branching", (0.75, 0.80)),
+        ("cpu_dense", "cpu_dense_branching", (0, 0.5)),
+    ],
+)
+def test_branching_twins_share_the_grid(cosine: str, branching: str, share: tuple) -> None:
+    """Each branching preset trains its cosine twin's points (same N, D, seed), and the FLOPs
+    it trains follow the grid: cpu_study's cannot reach half (its largest budget holds most of
+    the FLOPs), cpu_dense's (9 budgets sqrt(2) apart) does."""
+    from experiments.branching import branch_grid
+
+    grids = {
+        name: solve_grid(load_sweep(name), vocab_size=259, train_tokens=10_865_865)
+        for name in (cosine, branching)
+    }
+    assert {(p.budget, p.N, p.D, p.seed) for p in grids[cosine].points} == {
+        (p.budget, p.N, p.D, p.seed) for p in grids[branching].points
+    }
+    branched = branch_grid(load_sweep(branching), grids[branching])
+    ratio = branched.spent_flops / grids[cosine].spent_flops
+    assert share[0] <= ratio <= share[1]
+
+
 def test_plan_table_lists_points_times_and_dropped_reasons() -> None:
     spec = parse_sweep(table(min_steps=3000))
     grid = solve_grid(spec, vocab_size=259)
