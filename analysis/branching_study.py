@@ -119,11 +119,6 @@ def cost(path: Path) -> dict[str, float]:
     }
 
 
-def sweep_name(path: Path) -> str:
-    """The sweep's name from its sweep.toml, else the folder's."""
-    return sweep_file(path).get("sweep", {}).get("name", path.name)
-
-
 def compare(cosine_dir: Path, branching_dir: Path, n_boot: int = 1000) -> dict[str, object]:
     sweeps = {"cosine": load_sweep_dir(cosine_dir), "branching": load_sweep_dir(branching_dir)}
     shared = shared_points(sweeps["cosine"].points, sweeps["branching"].points)
@@ -133,10 +128,10 @@ def compare(cosine_dir: Path, branching_dir: Path, n_boot: int = 1000) -> dict[s
     a_c, a_b = fits["cosine"]["a"], fits["branching"]["a"]
     ci_c, ci_b = fits["cosine"]["ci"].get("a"), fits["branching"]["ci"].get("a")
     share = costs["branching"]["flops_spent"] / costs["cosine"]["flops_spent"]
-    names = {"cosine": sweep_name(cosine_dir), "branching": sweep_name(branching_dir)}
-    cooldown = (
-        sweep_file(branching_dir).get("optimizer", {}).get("cooldown_fraction", DEFAULT_COOLDOWN)
-    )
+    files = {"cosine": sweep_file(cosine_dir), "branching": sweep_file(branching_dir)}
+    folders = {"cosine": cosine_dir, "branching": branching_dir}
+    names = {k: files[k].get("sweep", {}).get("name", folders[k].name) for k in files}
+    cooldown = files["branching"].get("optimizer", {}).get("cooldown_fraction", DEFAULT_COOLDOWN)
     points = sweeps["cosine"].points
     return {
         "names": names,

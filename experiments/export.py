@@ -74,21 +74,20 @@ def _check_finished(root: Path, plan: dict) -> None:
     """Every run of plan.json has a row in results.csv (done, diverged or failed), and every
     trunk segment of a branching sweep (no point of the study: no row) its result."""
     recorded = {row["run_id"] for row in read_csv(root / RESULTS_FILE)}
-    missing = [
-        p["run_id"]
-        for p in plan.get("points", [])
-        if (
-            run_state(root, p["run_id"]) not in FINISHED
-            if p.get("role") == "trunk"
-            else p["run_id"] not in recorded
-        )
-    ]
+    missing = [p["run_id"] for p in plan.get("points", []) if not _finished(root, p, recorded)]
     if missing:
         raise ConfigError(
             f"{root}: {len(missing)} of {len(plan.get('points', []))} planned runs have no "
             f"result yet (e.g. {missing[0]}); finish the sweep (`scaling-lab sweep run FILE "
             f"--out {root}`) before exporting it"
         )
+
+
+def _finished(root: Path, point: dict, recorded: set[str]) -> bool:
+    """A point has its row in results.csv; a trunk segment (no row) its finished result."""
+    if point.get("role") == "trunk":
+        return run_state(root, point["run_id"]) in FINISHED
+    return point["run_id"] in recorded
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

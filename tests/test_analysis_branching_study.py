@@ -115,4 +115,4 @@ def test_grid_flop_share_is_the_trunk_arithmetic() -> None:
     assert grid_flop_share(points, 0.2) == pytest.approx((4.6 + 30) / 37)
     assert grid_flop_share(points, 0.0) == pytest.approx((4 + 30) / 37)
     seeds = points.assign(seed=[0, 1, 0, 0])  # seed 1 (D = 2) is its own trunk
-    assert grid_flop_share(seeds, 0.0) == pytest.approx((4 + 2 + 30) / 37)  # D=2 alone
+    assert grid_flop_share(seeds, 0.0) == pytest.approx((4 + 2 + 30) / 37)
